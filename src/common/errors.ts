@@ -1,0 +1,96 @@
+/**
+ * One error type for the whole system. The `code` says what went wrong; callers
+ * branch on the code, never on the class. Over the wire errors travel as
+ * `{ code, message, details }` (see toWire / fromWire).
+ */
+export type ErrorCode =
+  | 'bad_request'
+  | 'invalid_manifest'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'method_not_allowed'
+  | 'throttled'
+  | 'overloaded'
+  | 'timeout'
+  | 'sandbox_failed'
+  | 'function_error'
+  | 'no_capacity'
+  | 'protocol_error'
+  | 'internal';
+
+const STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  invalid_manifest: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  throttled: 429,
+  function_error: 502,
+  sandbox_failed: 502,
+  overloaded: 503,
+  no_capacity: 503,
+  timeout: 504,
+  protocol_error: 400,
+  internal: 500,
+};
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export class BatonError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  /** Seconds a client should wait before retrying (429/503). */
+  readonly retryAfter: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { details?: Record<string, unknown>; cause?: unknown; retryAfter?: number } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BatonError';
+    this.code = code;
+    this.details = opts.details;
+    this.retryAfter = opts.retryAfter;
+  }
+
+  get status(): number {
+    return STATUS[this.code];
+  }
+
+  toWire(): WireError {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+
+  static fromWire(w: WireError): BatonError {
+    const code = w.code in STATUS ? w.code : 'internal';
+    return new BatonError(code, w.message, w.details === undefined ? {} : { details: w.details });
+  }
+}
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS[code];
+}
+
+export function isBatonError(e: unknown): e is BatonError {
+  return e instanceof BatonError;
+}
+
+/** Wrap anything thrown into a BatonError without losing the original. */
+export function asBatonError(e: unknown): BatonError {
+  if (e instanceof BatonError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return new BatonError('internal', message, { cause: e });
+}

@@ -1,0 +1,151 @@
+import { z } from 'zod';
+
+/**
+ * Control plane <-> worker protocol. Every frame is one msgpack-encoded object
+ * with a `t` (type) field. Frames are validated with these schemas before use;
+ * a frame that fails validation closes the connection that sent it.
+ *
+ * Handshake: the worker opens the WebSocket at WORKER_PATH with
+ * `Authorization: Bearer <joinToken>` and sends `hello` first, carrying
+ * PROTOCOL_VERSION. The control plane answers `welcome` or closes with
+ * CloseCode.* and a reason.
+ */
+export const PROTOCOL_VERSION = 1;
+export const WORKER_PATH = '/v1/workers/connect';
+
+export const CloseCode = {
+  normal: 1000,
+  badFrame: 4400,
+  unauthorized: 4401,
+  wrongVersion: 4426,
+  replaced: 4409,
+  shuttingDown: 4503,
+} as const;
+
+const id = z.string().min(1).max(128);
+const bytes = z.instanceof(Uint8Array);
+const headers = z.record(z.string(), z.string());
+const wireError = z.object({
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** What a worker needs to know to create a sandbox for a function version. */
+export const sandboxSpec = z.object({
+  /** `<namespace>/<name>` */
+  functionKey: id,
+  /** Monotonic function version; a sandbox of an older version is never reused. */
+  version: z.number().int().nonnegative(),
+  runtime: z.enum(['node', 'http']),
+  handler: z.string().optional(),
+  command: z.array(z.string()).optional(),
+  env: z.record(z.string(), z.string()),
+  concurrency: z.number().int().positive(),
+  timeoutMs: z.number().int().positive(),
+  /** sha256 of the bundle; empty for functions without code (http commands on the PATH). */
+  bundleHash: z.string(),
+  priceClass: z.string(),
+});
+export type SandboxSpec = z.infer<typeof sandboxSpec>;
+
+export const sandboxReport = z.object({
+  sandboxId: id,
+  functionKey: id,
+  version: z.number().int().nonnegative(),
+  /** Invocations running on it right now. */
+  inflight: z.number().int().nonnegative(),
+});
+export type SandboxReport = z.infer<typeof sandboxReport>;
+
+// ---- worker -> control plane ----
+export const helloFrame = z.object({
+  t: z.literal('hello'),
+  protocol: z.number().int(),
+  nodeId: id,
+  name: z.string().max(256),
+  cores: z.number().int().positive(),
+  memoryMb: z.number().int().positive(),
+  runtime: z.enum(['process', 'emulated']),
+  sandboxes: z.array(sandboxReport),
+});
+export const heartbeatFrame = z.object({
+  t: z.literal('heartbeat'),
+  freeMemoryMb: z.number().nonnegative(),
+  sandboxes: z.number().int().nonnegative(),
+});
+export const sandboxReadyFrame = z.object({
+  t: z.literal('sandboxReady'),
+  sandboxId: id,
+  /** Time the worker spent creating it (bundle fetch + start + readiness). */
+  createMs: z.number().nonnegative(),
+});
+export const sandboxFailedFrame = z.object({
+  t: z.literal('sandboxFailed'),
+  sandboxId: id,
+  error: wireError,
+});
+/** A sandbox disappeared on its own (crashed, killed by the OS). */
+export const sandboxGoneFrame = z.object({
+  t: z.literal('sandboxGone'),
+  sandboxId: id,
+  reason: z.string(),
+});
+export const resultFrame = z.object({
+  t: z.literal('result'),
+  callId: id,
+  status: z.number().int().min(100).max(599),
+  headers,
+  body: bytes,
+  /** Execution time inside the sandbox. */
+  execMs: z.number().nonnegative(),
+  error: wireError.optional(),
+});
+export const bundleRequestFrame = z.object({ t: z.literal('getBundle'), hash: z.string().min(1).max(128) });
+
+export const workerFrame = z.discriminatedUnion('t', [
+  helloFrame,
+  heartbeatFrame,
+  sandboxReadyFrame,
+  sandboxFailedFrame,
+  sandboxGoneFrame,
+  resultFrame,
+  bundleRequestFrame,
+]);
+export type WorkerFrame = z.infer<typeof workerFrame>;
+export type HelloFrame = z.infer<typeof helloFrame>;
+export type ResultFrame = z.infer<typeof resultFrame>;
+
+// ---- control plane -> worker ----
+export const welcomeFrame = z.object({
+  t: z.literal('welcome'),
+  protocol: z.number().int(),
+  nodeId: id,
+  heartbeatMs: z.number().int().positive(),
+  /** Sandboxes from the hello report that the control plane did not adopt; the worker deletes them. */
+  drop: z.array(id),
+});
+export const createFrame = z.object({ t: z.literal('create'), sandboxId: id, spec: sandboxSpec });
+export const deleteFrame = z.object({ t: z.literal('delete'), sandboxId: id });
+export const invokeFrame = z.object({
+  t: z.literal('invoke'),
+  callId: id,
+  sandboxId: id,
+  method: z.string(),
+  path: z.string(),
+  headers,
+  body: bytes,
+  timeoutMs: z.number().int().positive(),
+  priceClass: z.string(),
+});
+export const bundleFrame = z.object({
+  t: z.literal('bundle'),
+  hash: z.string(),
+  data: bytes.optional(),
+  error: wireError.optional(),
+});
+
+export const controlFrame = z.discriminatedUnion('t', [welcomeFrame, createFrame, deleteFrame, invokeFrame, bundleFrame]);
+export type ControlFrame = z.infer<typeof controlFrame>;
+export type CreateFrame = z.infer<typeof createFrame>;
+export type InvokeFrame = z.infer<typeof invokeFrame>;
