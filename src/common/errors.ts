@@ -74,8 +74,8 @@ export class BatonError extends Error {
       : { code: this.code, message: this.message, details: this.details };
   }
 
-  static fromWire(w: WireError): BatonError {
-    const code = w.code in STATUS ? w.code : 'internal';
+  static fromWire(w: { code: string; message: string; details?: Record<string, unknown> }): BatonError {
+    const code: ErrorCode = w.code in STATUS ? (w.code as ErrorCode) : 'internal';
     return new BatonError(code, w.message, w.details === undefined ? {} : { details: w.details });
   }
 }

@@ -23,7 +23,7 @@ export const CloseCode = {
 } as const;
 
 const id = z.string().min(1).max(128);
-const bytes = z.instanceof(Uint8Array);
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
 const headers = z.record(z.string(), z.string());
 const wireError = z.object({
   code: z.string(),

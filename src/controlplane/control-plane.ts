@@ -1,0 +1,187 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import uws from 'uWebSockets.js';
+import { systemClock, type Clock } from '../common/clock.js';
+import { BatonError } from '../common/errors.js';
+import { randomSecret, sha256Hex } from '../common/ids.js';
+import type { Logger } from '../common/logger.js';
+import { Dispatcher } from '../dataplane/dispatcher.js';
+import type { NodeState } from '../dataplane/types.js';
+import { SqliteStore } from '../storage/sqlite-store.js';
+import { Authenticator } from './auth.js';
+import { AutoscalerLoop } from './autoscaler-loop.js';
+import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
+import { FunctionService } from './function-service.js';
+import { Exchange } from './http-kit.js';
+import { mountInvokeApi } from './invoke-api.js';
+import { mountManagementApi } from './management-api.js';
+import { ControlPlaneMetrics } from './metrics.js';
+import { NodeRegistry } from './node-registry.js';
+import { Placement } from './placement.js';
+import { RouteTable } from './routes.js';
+import { WorkerGateway } from './worker-gateway.js';
+
+export interface ControlPlaneOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  dataDir: string;
+  logger: Logger;
+  /** Admin API key to accept (else the one in credentials.json, else a new one). */
+  apiKey?: string;
+  /** Worker join token (else the one in credentials.json, else a new one). */
+  joinToken?: string;
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
+  autoscalerTickMs?: number;
+  maxQueuePerFunction?: number;
+  maxInvokeBodyBytes?: number;
+  maxBundleBytes?: number;
+  /** How long after start calls wait for workers to join instead of failing with 503. */
+  workerGraceMs?: number;
+  priceClasses?: readonly string[];
+  clock?: Clock;
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  credentials: Credentials;
+  credentialsPath: string;
+  stop(): Promise<void>;
+}
+
+export const BATON_VERSION = '0.1.0';
+const DEFAULT_CLASSES = ['batch', 'standard', 'interactive', 'critical'];
+
+function positive(name: string, v: number | undefined, dflt: number): number {
+  const n = v ?? dflt;
+  if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
+  return n;
+}
+
+/** Start the control plane: SQLite store, data plane, worker gateway, HTTP API, control loops. */
+export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = o.logger.child({ component: 'controlplane' });
+  const clock = o.clock ?? systemClock;
+  const host = o.host ?? '127.0.0.1';
+  const heartbeatMs = positive('heartbeatMs', o.heartbeatMs, 1000);
+  const heartbeatTimeoutMs = positive('heartbeatTimeoutMs', o.heartbeatTimeoutMs, 15_000);
+  if (heartbeatTimeoutMs <= heartbeatMs) throw new RangeError(`heartbeatTimeoutMs (${heartbeatTimeoutMs}) must exceed heartbeatMs (${heartbeatMs})`);
+  const maxInvokeBodyBytes = positive('maxInvokeBodyBytes', o.maxInvokeBodyBytes, 6 * 1024 * 1024);
+  const maxBundleBytes = positive('maxBundleBytes', o.maxBundleBytes, 50 * 1024 * 1024);
+  const workerGraceMs = o.workerGraceMs ?? 5_000;
+  const priceClasses = o.priceClasses ?? DEFAULT_CLASSES;
+  const startedAt = clock.now();
+
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const store = new SqliteStore(join(o.dataDir, 'baton.db'));
+  const auth = new Authenticator(store);
+  store.ensureNamespace('default', clock.wallNow());
+
+  // Credentials: explicit options win, then the credentials file, then new secrets.
+  const previous = readCredentials(o.dataDir);
+  let apiKey = o.apiKey ?? previous?.apiKey;
+  if (apiKey === undefined) {
+    if (store.hasAdminKey()) {
+      log.warn('credentials.json is missing and no admin key was given: the stored admin key cannot be shown; a new admin key is issued');
+    }
+    apiKey = auth.issue(null, 'admin', clock.wallNow());
+  } else {
+    auth.issue(null, 'admin', clock.wallNow(), apiKey);
+  }
+  const joinToken = o.joinToken ?? previous?.joinToken ?? `bj_${randomSecret(24)}`;
+  let joinTokenHash = sha256Hex(joinToken);
+  store.putSetting('joinTokenHash', joinTokenHash);
+
+  const dispatcher: Dispatcher = new Dispatcher({
+    clock,
+    log: o.logger.child({ component: 'dataplane' }),
+    maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
+    hooks: {
+      place: (fn): NodeState | undefined => placement.place(fn),
+      awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
+      onSandboxCreated: () => metrics.creations.inc(),
+      onCallDone: (call, r) => metrics.observe(call, r),
+    },
+  });
+  const nodes: NodeRegistry = new NodeRegistry({ clock, log: o.logger.child({ component: 'nodes' }), dispatcher, heartbeatTimeoutMs });
+  const placement: Placement = new Placement(nodes);
+  const metrics = new ControlPlaneMetrics(dispatcher, nodes);
+  const functions = new FunctionService(store, dispatcher, clock, priceClasses, maxBundleBytes);
+  const loaded = functions.loadAll();
+
+  const app = uws.App();
+  const gateway = new WorkerGateway({
+    log: o.logger.child({ component: 'gateway' }),
+    store,
+    nodes,
+    dispatcher,
+    metrics,
+    joinTokenHash: () => joinTokenHash,
+    heartbeatMs,
+  });
+  gateway.mount(app);
+  const routes = new RouteTable(app, auth, log);
+  mountManagementApi({
+    routes,
+    store,
+    auth,
+    functions,
+    dispatcher,
+    nodes,
+    clock,
+    maxManagementBodyBytes: Math.ceil((maxBundleBytes * 4) / 3) + 1024 * 1024,
+    version: BATON_VERSION,
+    startedAt,
+  });
+  mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes });
+  app.get('/healthz', (res) => new Exchange(res).json(200, { status: 'ok' }));
+  app.get('/readyz', (res) => {
+    const ready = nodes.readyNodes().length;
+    new Exchange(res).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
+  });
+  app.get('/metrics', (res) => {
+    const ex = new Exchange(res);
+    metrics.registry.metrics().then(
+      (text) => ex.send(200, { 'content-type': metrics.registry.contentType }, text),
+      (e: unknown) => ex.error(e, log),
+    );
+  });
+  app.any('/*', (res, req) => {
+    new Exchange(res).error(new BatonError('not_found', `no such endpoint: ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
+  });
+
+  const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
+    app.listen(host, o.port ?? 8080, (s) => (s === false ? reject(new Error(`cannot listen on ${host}:${o.port ?? 8080} (port in use or not permitted)`)) : resolve(s)));
+  });
+  const port = uws.us_socket_local_port(listenSocket as unknown as uws.us_socket);
+  const url = `http://${host}:${port}`;
+  const credentials: Credentials = { gateway: url, apiKey, joinToken };
+  const credentialsPath = writeCredentials(o.dataDir, credentials);
+
+  nodes.start((node) => gateway.closeNode(node, 'declared dead: missed heartbeats'));
+  const autoscaler = new AutoscalerLoop(dispatcher, clock, positive('autoscalerTickMs', o.autoscalerTickMs, 1000));
+  autoscaler.start();
+  log.info({ url, dataDir: o.dataDir, functions: loaded, heartbeatTimeoutMs }, 'control plane listening');
+
+  let stopped = false;
+  return {
+    url,
+    port,
+    credentials,
+    credentialsPath,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      autoscaler.stop();
+      nodes.stop();
+      gateway.closeAll();
+      uws.us_listen_socket_close(listenSocket);
+      store.close();
+      joinTokenHash = '';
+      await new Promise((r) => setImmediate(r));
+      log.info('control plane stopped');
+    },
+  };
+}

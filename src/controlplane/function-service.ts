@@ -1,0 +1,118 @@
+import type { Clock } from '../common/clock.js';
+import { readBundle } from '../common/bundle.js';
+import { BatonError } from '../common/errors.js';
+import { FUNCTION_NAME, NAMESPACE_NAME, compileFunctionSpec } from '../common/function-spec.js';
+import type { Dispatcher } from '../dataplane/dispatcher.js';
+import type { FunctionRecord, PutFunctionResult, Store } from '../storage/store.js';
+
+export interface FunctionView {
+  namespace: string;
+  name: string;
+  version: number;
+  runtime: string;
+  priceClass: string;
+  concurrency: number;
+  timeoutMs: number;
+  scale: { min: number; max: number; targetConcurrency: number; keepAliveMs: number };
+  bundleHash: string;
+  bundleBytes: number;
+  createdAt: string;
+  updatedAt: string;
+  status: { sandboxes: number; ready: number; inflight: number; queued: number };
+}
+
+/** Function definitions: validated, persisted, then made live in the data plane. */
+export class FunctionService {
+  constructor(
+    private readonly store: Store,
+    private readonly dispatcher: Dispatcher,
+    private readonly clock: Clock,
+    private readonly priceClasses: readonly string[],
+    private readonly maxBundleBytes: number,
+  ) {}
+
+  /** Load every stored definition into the data plane (at start). */
+  loadAll(): number {
+    const all = this.store.listFunctions();
+    for (const rec of all) this.dispatcher.upsertFunction(rec);
+    return all.length;
+  }
+
+  apply(ns: string, name: string, body: unknown): PutFunctionResult {
+    checkName(ns, 'namespace');
+    checkName(name, 'function');
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new BatonError('bad_request', 'expected a JSON object { "spec": {...}, "bundle": "<base64>" }');
+    }
+    const { spec: rawSpec, bundle: rawBundle, ...rest } = body as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length > 0) throw new BatonError('bad_request', `unknown field(s) in the request body: ${extra.join(', ')} (expected spec, bundle)`);
+    if (rawSpec === undefined) throw new BatonError('invalid_manifest', 'spec: required');
+    const spec = compileFunctionSpec(rawSpec, 'spec');
+    if (!this.priceClasses.includes(spec.priceClass)) {
+      throw new BatonError('invalid_manifest', `spec.priceClass: unknown price class "${spec.priceClass}"; configured classes: ${this.priceClasses.join(', ')}`);
+    }
+    let bundle: Uint8Array | undefined;
+    if (rawBundle !== undefined && rawBundle !== null) {
+      if (typeof rawBundle !== 'string') throw new BatonError('bad_request', 'bundle: expected a base64 string');
+      bundle = Buffer.from(rawBundle, 'base64');
+      if (bundle.length > this.maxBundleBytes) {
+        throw new BatonError('payload_too_large', `bundle of ${bundle.length} bytes exceeds the limit of ${this.maxBundleBytes} bytes`);
+      }
+      readBundle(bundle);
+    }
+    if (spec.runtime === 'node' && bundle === undefined) {
+      throw new BatonError('invalid_manifest', 'bundle: a node function needs its code; deploy it with `baton deploy`, which uploads the directory');
+    }
+    this.store.ensureNamespace(ns, this.clock.wallNow());
+    const result = this.store.putFunction(ns, name, spec, rawSpec, bundle, this.clock.wallNow());
+    if (result.outcome !== 'unchanged') this.dispatcher.upsertFunction(result.record);
+    return result;
+  }
+
+  get(ns: string, name: string): FunctionRecord {
+    const rec = this.dispatcher.functions.get(`${ns}/${name}`)?.record;
+    if (rec === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
+    return rec;
+  }
+
+  list(ns: string): FunctionRecord[] {
+    const out: FunctionRecord[] = [];
+    for (const fn of this.dispatcher.functions.values()) if (fn.record.namespace === ns) out.push(fn.record);
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  delete(ns: string, name: string): void {
+    if (!this.store.deleteFunction(ns, name)) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
+    this.dispatcher.removeFunction(`${ns}/${name}`);
+  }
+
+  view(rec: FunctionRecord): FunctionView {
+    const fn = this.dispatcher.functions.get(`${rec.namespace}/${rec.name}`);
+    let ready = 0;
+    if (fn !== undefined) for (const sb of fn.sandboxes) if (sb.status === 'ready') ready++;
+    const s = rec.spec;
+    return {
+      namespace: rec.namespace,
+      name: rec.name,
+      version: rec.version,
+      runtime: s.runtime,
+      priceClass: s.priceClass,
+      concurrency: s.concurrency,
+      timeoutMs: s.timeoutMs,
+      scale: { min: s.scale.min, max: s.scale.max, targetConcurrency: s.scale.targetConcurrency, keepAliveMs: s.scale.keepAliveMs },
+      bundleHash: rec.bundleHash,
+      bundleBytes: rec.bundleBytes,
+      createdAt: new Date(rec.createdAt).toISOString(),
+      updatedAt: new Date(rec.updatedAt).toISOString(),
+      status: { sandboxes: fn?.sandboxes.size ?? 0, ready, inflight: fn?.inflight ?? 0, queued: fn?.queued ?? 0 },
+    };
+  }
+}
+
+export function checkName(name: string, what: 'namespace' | 'function'): void {
+  const re = what === 'namespace' ? NAMESPACE_NAME : FUNCTION_NAME;
+  if (!re.test(name)) {
+    throw new BatonError('bad_request', `invalid ${what} name "${name}": use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit`);
+  }
+}

@@ -1,0 +1,134 @@
+import { BatonError } from '../common/errors.js';
+import type { Clock } from '../common/clock.js';
+import type { Dispatcher } from '../dataplane/dispatcher.js';
+import type { Store } from '../storage/store.js';
+import { requireAdmin, requireNamespace, type Authenticator } from './auth.js';
+import { checkName, type FunctionService } from './function-service.js';
+import { parseJson } from './http-kit.js';
+import type { NodeRegistry } from './node-registry.js';
+import type { RouteTable } from './routes.js';
+
+export interface ManagementDeps {
+  routes: RouteTable;
+  store: Store;
+  auth: Authenticator;
+  functions: FunctionService;
+  dispatcher: Dispatcher;
+  nodes: NodeRegistry;
+  clock: Clock;
+  maxManagementBodyBytes: number;
+  version: string;
+  startedAt: number;
+}
+
+/** Management REST API: namespaces, functions, cluster view. */
+export function mountManagementApi(d: ManagementDeps): void {
+  const { routes, functions } = d;
+
+  routes.add('get', '/v1/whoami', (ex, _req, who) => ex.json(200, { namespace: who.namespace, admin: who.admin }));
+
+  routes.add('get', '/v1/namespaces', (ex, _req, who) => {
+    requireAdmin(who);
+    const counts = new Map<string, number>();
+    for (const fn of d.dispatcher.functions.values()) counts.set(fn.record.namespace, (counts.get(fn.record.namespace) ?? 0) + 1);
+    const namespaces = d.store.listNamespaces().map((n) => ({ name: n.name, createdAt: new Date(n.createdAt).toISOString(), functions: counts.get(n.name) ?? 0 }));
+    ex.json(200, { namespaces });
+  });
+
+  routes.add('post', '/v1/namespaces', async (ex, req, who) => {
+    requireAdmin(who);
+    const body = parseJson(await ex.readBody(req, 64 * 1024));
+    const name = (body as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string') throw new BatonError('bad_request', 'name: expected a string');
+    checkName(name, 'namespace');
+    if (d.store.getNamespace(name) !== undefined) throw new BatonError('conflict', `namespace "${name}" already exists`);
+    d.store.ensureNamespace(name, d.clock.wallNow());
+    const apiKey = d.auth.issue(name, `namespace ${name}`, d.clock.wallNow());
+    ex.json(201, { namespace: name, apiKey });
+  });
+
+  routes.add('get', '/v1/namespaces/:ns/functions', (ex, req, who) => {
+    const ns = req.params[0] ?? '';
+    requireNamespace(who, ns);
+    ex.json(200, { functions: functions.list(ns).map((r) => functions.view(r)) });
+  });
+
+  routes.add('get', '/v1/namespaces/:ns/functions/:fn', (ex, req, who) => {
+    const [ns = '', name = ''] = req.params;
+    requireNamespace(who, ns);
+    ex.json(200, { function: functions.view(functions.get(ns, name)) });
+  });
+
+  routes.add('put', '/v1/namespaces/:ns/functions/:fn', async (ex, req, who) => {
+    const [ns = '', name = ''] = req.params;
+    requireNamespace(who, ns);
+    const body = parseJson(await ex.readBody(req, d.maxManagementBodyBytes));
+    const { record, outcome } = functions.apply(ns, name, body);
+    ex.json(outcome === 'unchanged' ? 200 : 201, { function: functions.view(record), changed: outcome !== 'unchanged', outcome });
+  });
+
+  routes.add('del', '/v1/namespaces/:ns/functions/:fn', (ex, req, who) => {
+    const [ns = '', name = ''] = req.params;
+    requireNamespace(who, ns);
+    functions.delete(ns, name);
+    ex.json(200, { deleted: true });
+  });
+
+  routes.add('get', '/v1/nodes', (ex) => {
+    const now = d.clock.now();
+    const nodes = [...d.nodes.all()].map((n) => ({
+      id: n.id,
+      name: n.name,
+      state: n.status,
+      runtime: n.runtime,
+      cores: n.cores,
+      memoryMb: n.memoryMb,
+      freeMemoryMb: Math.round(n.freeMemoryMb),
+      sandboxes: n.sandboxes.size,
+      inflight: n.inflight,
+      lastHeartbeatMsAgo: Math.round(now - n.lastHeartbeat),
+    }));
+    ex.json(200, { nodes });
+  });
+
+  routes.add('get', '/v1/sandboxes', (ex, _req, who) => {
+    const sandboxes = [];
+    for (const sb of d.dispatcher.sandboxes.values()) {
+      const [ns = ''] = sb.fnKey.split('/');
+      if (!who.admin && ns !== who.namespace) continue;
+      sandboxes.push({
+        id: sb.id,
+        function: sb.fnKey,
+        version: sb.version,
+        nodeId: sb.node.id,
+        node: sb.node.name,
+        state: sb.status,
+        inflight: sb.inflight,
+        concurrency: sb.concurrency,
+        createdAt: new Date(sb.createdAt).toISOString(),
+      });
+    }
+    ex.json(200, { sandboxes });
+  });
+
+  routes.add('get', '/v1/status', (ex, _req, who) => {
+    let ready = 0;
+    let total = 0;
+    for (const n of d.nodes.all()) {
+      total++;
+      if (n.status === 'ready') ready++;
+    }
+    let fns = 0;
+    let inflight = 0;
+    let queued = 0;
+    let sandboxes = 0;
+    for (const fn of d.dispatcher.functions.values()) {
+      if (!who.admin && fn.record.namespace !== who.namespace) continue;
+      fns++;
+      inflight += fn.inflight;
+      queued += fn.queued;
+      sandboxes += fn.sandboxes.size;
+    }
+    ex.json(200, { version: d.version, uptimeS: Math.round((d.clock.now() - d.startedAt) / 1000), nodes: { ready, total }, functions: fns, sandboxes, inflight, queued });
+  });
+}

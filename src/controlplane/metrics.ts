@@ -1,0 +1,95 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Dispatcher } from '../dataplane/dispatcher.js';
+import type { Call, InvocationResult } from '../dataplane/types.js';
+import type { NodeRegistry } from './node-registry.js';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Prometheus metrics of one control plane (own registry, so several can live in one process). */
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+  readonly invocations: Counter<'status' | 'class'>;
+  readonly coldStarts: Counter;
+  readonly creations: Counter;
+  readonly duration: Histogram<'class'>;
+  readonly queueWait: Histogram<'class'>;
+  readonly coldLatency: Histogram;
+  readonly schedLatency: Histogram;
+  readonly badFrames: Counter;
+
+  constructor(dispatcher: Dispatcher, nodes: NodeRegistry) {
+    const registers = [this.registry];
+    this.invocations = new Counter({ name: 'baton_invocations_total', help: 'Invocations answered, by HTTP status and price class', labelNames: ['status', 'class'], registers });
+    this.coldStarts = new Counter({ name: 'baton_cold_starts_total', help: 'Invocations that waited for a sandbox to be created', registers });
+    this.creations = new Counter({ name: 'baton_sandbox_creations_total', help: 'Sandbox creations requested from workers', registers });
+    this.duration = new Histogram({ name: 'baton_invocation_duration_seconds', help: 'End-to-end invocation latency inside the control plane', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
+    this.queueWait = new Histogram({ name: 'baton_queue_wait_seconds', help: 'Time invocations waited for a free slot', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
+    this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations', buckets: LATENCY_BUCKETS, registers });
+    this.schedLatency = new Histogram({ name: 'baton_scheduling_seconds', help: 'Control-plane scheduling overhead per invocation', buckets: LATENCY_BUCKETS, registers });
+    this.badFrames = new Counter({ name: 'baton_worker_bad_frames_total', help: 'Frames from workers rejected by validation (connection closed)', registers });
+    new Gauge({
+      name: 'baton_queue_depth',
+      help: 'Invocations waiting, by price class of the function',
+      labelNames: ['class'],
+      registers,
+      collect() {
+        this.reset();
+        for (const fn of dispatcher.functions.values()) if (fn.queued > 0) this.inc({ class: fn.record.spec.priceClass }, fn.queued);
+      },
+    });
+    new Gauge({
+      name: 'baton_sandboxes',
+      help: 'Sandboxes by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of ['creating', 'ready', 'draining'] as const) this.set({ state: s }, 0);
+        for (const sb of dispatcher.sandboxes.values()) this.inc({ state: sb.status });
+      },
+    });
+    new Gauge({
+      name: 'baton_nodes',
+      help: 'Workers by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of ['ready', 'disconnected'] as const) this.set({ state: s }, 0);
+        for (const n of nodes.all()) this.inc({ state: n.status });
+      },
+    });
+    new Gauge({
+      name: 'baton_node_cores',
+      help: 'Cores each worker reported',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of nodes.all()) this.set({ node: n.name }, n.cores);
+      },
+    });
+    new Gauge({
+      name: 'baton_node_free_memory_bytes',
+      help: 'Free memory each worker reported',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of nodes.all()) this.set({ node: n.name }, n.freeMemoryMb * 1024 * 1024);
+      },
+    });
+  }
+
+  observe(call: Call, r: InvocationResult): void {
+    const cls = call.req.priceClass;
+    this.invocations.inc({ status: String(r.status), class: cls });
+    this.duration.observe({ class: cls }, r.timing.totalMs / 1000);
+    if (r.timing.queueMs > 0) this.queueWait.observe({ class: cls }, r.timing.queueMs / 1000);
+    if (r.timing.coldMs > 0) {
+      this.coldStarts.inc();
+      this.coldLatency.observe(r.timing.coldMs / 1000);
+    }
+    this.schedLatency.observe(r.timing.schedMs / 1000);
+  }
+}

@@ -1,0 +1,140 @@
+import type { FunctionRecord } from '../storage/store.js';
+import type { Call, SandboxState } from './types.js';
+
+/**
+ * Per-function state on the invocation path: sandboxes, the free-slot list and
+ * the wait queue, plus the counters the autoscaler reads. All O(1) per call.
+ */
+export class FunctionRuntime {
+  record: FunctionRecord;
+  readonly key: string;
+  /** All sandboxes of this function, any version and state. */
+  readonly sandboxes = new Set<SandboxState>();
+  /** Ready sandboxes of the current version with at least one free slot. */
+  private readonly free: SandboxState[] = [];
+  /** Sandboxes being created for the current version. */
+  pending = 0;
+  /** Calls running on a sandbox. */
+  inflight = 0;
+  /** Calls waiting in the queue (not counting cancelled ones). */
+  queued = 0;
+  /** Last arrival or completion, monotonic ms. */
+  lastActivity: number;
+  /** Time-weighted integral of (inflight + queued), for the autoscaler. */
+  private concurrencyArea = 0;
+  private areaSince: number;
+  private lastTake: number;
+
+  constructor(record: FunctionRecord, now: number) {
+    this.record = record;
+    this.key = `${record.namespace}/${record.name}`;
+    this.lastActivity = now;
+    this.areaSince = now;
+    this.lastTake = now;
+  }
+
+  get version(): number {
+    return this.record.version;
+  }
+
+  /** Capacity that exists or is coming: ready/creating sandboxes of the current version. */
+  get scale(): number {
+    let n = 0;
+    for (const sb of this.sandboxes) if (sb.version === this.version && (sb.status === 'ready' || sb.status === 'creating')) n++;
+    return n;
+  }
+
+  /** Must be called before inflight/queued change. */
+  touch(now: number): void {
+    this.concurrencyArea += (this.inflight + this.queued) * (now - this.areaSince);
+    this.areaSince = now;
+  }
+
+  /** Average concurrency since the previous call, and reset. */
+  takeAverageConcurrency(now: number): number {
+    this.touch(now);
+    const window = now - this.lastTake;
+    const avg = window > 0 ? this.concurrencyArea / window : this.inflight + this.queued;
+    this.concurrencyArea = 0;
+    this.lastTake = now;
+    return avg;
+  }
+
+  // ---- free-slot list (swap-remove, index kept on the sandbox) ----
+  takeFreeSlot(): SandboxState | undefined {
+    const sb = this.free[this.free.length - 1];
+    if (sb === undefined) return undefined;
+    sb.inflight++;
+    if (sb.inflight >= sb.concurrency) this.removeFree(sb);
+    return sb;
+  }
+
+  addFree(sb: SandboxState): void {
+    if (sb.freeIndex !== -1 || sb.status !== 'ready' || sb.version !== this.version || sb.inflight >= sb.concurrency) return;
+    sb.freeIndex = this.free.length;
+    this.free.push(sb);
+  }
+
+  removeFree(sb: SandboxState): void {
+    const i = sb.freeIndex;
+    if (i === -1) return;
+    const last = this.free.pop();
+    if (last !== undefined && last !== sb) {
+      this.free[i] = last;
+      last.freeIndex = i;
+    }
+    sb.freeIndex = -1;
+  }
+
+  get freeCount(): number {
+    return this.free.length;
+  }
+
+  // ---- wait queue: FIFO ring with lazy removal of cancelled calls ----
+  private ring: (Call | undefined)[] = new Array<Call | undefined>(16);
+  private head = 0;
+  private tail = 0;
+
+  enqueue(call: Call): void {
+    if (this.tail - this.head === this.ring.length) this.grow();
+    this.ring[this.tail % this.ring.length] = call;
+    this.tail++;
+    this.queued++;
+  }
+
+  /** Next live call, skipping ones that timed out or were aborted while queued. */
+  dequeue(): Call | undefined {
+    while (this.head < this.tail) {
+      const i = this.head % this.ring.length;
+      const c = this.ring[i];
+      this.ring[i] = undefined;
+      this.head++;
+      if (c !== undefined && !c.done) {
+        this.queued--;
+        return c;
+      }
+    }
+    return undefined;
+  }
+
+  /** A queued call finished without being dispatched (timeout, abort). */
+  forgetQueued(): void {
+    this.queued--;
+  }
+
+  /** Drain every queued call (for failing them all). */
+  drainQueue(): Call[] {
+    const out: Call[] = [];
+    for (let c = this.dequeue(); c !== undefined; c = this.dequeue()) out.push(c);
+    return out;
+  }
+
+  private grow(): void {
+    const n = this.ring.length;
+    const next = new Array<Call | undefined>(n * 2);
+    for (let k = 0; k < n; k++) next[k] = this.ring[(this.head + k) % n];
+    this.ring = next;
+    this.tail = this.tail - this.head;
+    this.head = 0;
+  }
+}

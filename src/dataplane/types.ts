@@ -1,0 +1,90 @@
+import type { WireError } from '../common/errors.js';
+import type { FunctionRecord } from '../storage/store.js';
+import type { ControlFrame } from '../protocol/messages.js';
+
+export type NodeStatus = 'ready' | 'disconnected' | 'dead';
+
+/** A worker as the control plane sees it. Lives in memory only. */
+export interface NodeState {
+  id: string;
+  name: string;
+  runtime: 'process' | 'emulated';
+  cores: number;
+  memoryMb: number;
+  freeMemoryMb: number;
+  status: NodeStatus;
+  lastHeartbeat: number;
+  connectedAt: number;
+  sandboxes: Set<SandboxState>;
+  inflight: number;
+  /** Bundle hashes this worker has fetched (for code locality). */
+  bundles: Set<string>;
+  send(frame: ControlFrame): boolean;
+}
+
+export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
+
+export interface SandboxState {
+  id: string;
+  fnKey: string;
+  version: number;
+  node: NodeState;
+  status: SandboxStatus;
+  concurrency: number;
+  inflight: number;
+  /** Calls running on it, so they can be failed if the sandbox or its worker goes away. */
+  calls: Set<Call>;
+  /** Index in its function's free list, -1 when not in it. */
+  freeIndex: number;
+  createdAt: number;
+  /** When the create frame was sent (monotonic ms). */
+  requestedAt: number;
+  lastUsed: number;
+}
+
+export interface InvocationRequest {
+  method: string;
+  /** Path after /function/{fn}, at least "/". Includes the query string. */
+  path: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  priceClass: string;
+}
+
+export interface InvocationResult {
+  callId: string;
+  status: number;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  error?: WireError;
+  timing: CallTiming;
+  sandboxId?: string;
+  nodeId?: string;
+}
+
+export interface CallTiming {
+  /** Time spent waiting in the function's queue. */
+  queueMs: number;
+  /** Control-plane overhead: arrival to dispatch, less queue wait for a warm slot and less sandbox creation. */
+  schedMs: number;
+  /** Sandbox creation time this call waited for (0 when warm). */
+  coldMs: number;
+  execMs: number;
+  totalMs: number;
+}
+
+/** One invocation from arrival to response. */
+export interface Call {
+  id: string;
+  fn: FunctionRecord;
+  req: InvocationRequest;
+  arrivedAt: number;
+  enqueuedAt: number;
+  dispatchedAt: number;
+  /** Creation time of the sandbox this call caused or waited for. */
+  coldMs: number;
+  sandbox: SandboxState | undefined;
+  done: boolean;
+  timer: NodeJS.Timeout | undefined;
+  reply(result: InvocationResult): void;
+}
