@@ -1,0 +1,178 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { compileFunctionSpec } from '../common/function-spec.js';
+import { silentLogger } from '../common/logger.js';
+import type { ControlFrame } from '../protocol/messages.js';
+import type { FunctionRecord } from '../storage/store.js';
+import { Dispatcher } from './dispatcher.js';
+import type { InvocationResult, NodeState } from './types.js';
+
+function record(over: Record<string, unknown> = {}, version = 1): FunctionRecord {
+  return {
+    namespace: 'default',
+    name: 'f',
+    version,
+    spec: compileFunctionSpec({ runtime: 'http', command: ['x'], timeout: '1s', ...over }),
+    source: {},
+    bundleHash: '',
+    bundleBytes: 0,
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+function node(id: string, sent: ControlFrame[]): NodeState {
+  return {
+    id,
+    name: id,
+    runtime: 'emulated',
+    cores: 2,
+    memoryMb: 1000,
+    freeMemoryMb: 1000,
+    status: 'ready',
+    lastHeartbeat: 0,
+    connectedAt: 0,
+    sandboxes: new Set(),
+    inflight: 0,
+    bundles: new Set(),
+    send: (f) => {
+      sent.push(f);
+      return true;
+    },
+  };
+}
+
+describe('Dispatcher', () => {
+  let now = 0;
+  let sent: ControlFrame[];
+  let n1: NodeState;
+  let d: Dispatcher;
+  let workersExpected = true;
+  const results: InvocationResult[] = [];
+  const req = { method: 'POST', path: '/', headers: {}, body: new Uint8Array(), priceClass: 'standard' };
+  const reply = (r: InvocationResult): void => void results.push(r);
+  const frames = (t: ControlFrame['t']): ControlFrame[] => sent.filter((f) => f.t === t);
+  const answer = (callId: string, status = 200): void =>
+    d.result(n1, { t: 'result', callId, status, headers: {}, body: new Uint8Array([1]), execMs: 1 });
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    now = 0;
+    sent = [];
+    results.length = 0;
+    n1 = node('n1', sent);
+    workersExpected = true;
+    d = new Dispatcher({
+      clock: { now: () => now, wallNow: () => now },
+      log: silentLogger(),
+      maxQueuePerFunction: 3,
+      hooks: { place: () => n1, awaitingWorkers: () => workersExpected },
+    });
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it('cold-starts from zero, then serves warm calls on the same sandbox', () => {
+    const fn = d.upsertFunction(record());
+    d.invoke(fn, req, reply);
+    expect(frames('create')).toHaveLength(1);
+    expect(fn.queued).toBe(1);
+    const sbId = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    now = 40;
+    d.sandboxReady(n1, sbId, 30);
+    const inv = frames('invoke');
+    expect(inv).toHaveLength(1);
+    answer((inv[0] as { callId: string }).callId);
+    expect(results[0]?.status).toBe(200);
+    expect(results[0]?.timing.coldMs).toBe(30);
+    expect(results[0]?.timing.schedMs).toBe(10);
+    d.invoke(fn, req, reply);
+    expect(frames('create')).toHaveLength(1);
+    expect(frames('invoke')).toHaveLength(2);
+  });
+
+  it('late binding: the first freed slot takes the oldest waiter, none is lost', () => {
+    const fn = d.upsertFunction(record({ concurrency: 1, scale: { max: 1 } }));
+    for (let i = 0; i < 3; i++) d.invoke(fn, req, reply);
+    const sbId = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    d.sandboxReady(n1, sbId, 5);
+    for (let i = 0; i < 3; i++) {
+      const inv = frames('invoke');
+      expect(inv).toHaveLength(i + 1);
+      answer((inv[i] as { callId: string }).callId);
+    }
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(fn.queued).toBe(0);
+    expect(fn.inflight).toBe(0);
+  });
+
+  it('a full queue answers 503 with Retry-After', () => {
+    const fn = d.upsertFunction(record());
+    for (let i = 0; i < 4; i++) d.invoke(fn, req, reply);
+    expect(results).toHaveLength(1);
+    expect(results[0]?.status).toBe(503);
+    expect(results[0]?.headers['retry-after']).toBe('1');
+  });
+
+  it('a queued call times out with 504 and is skipped when a slot frees', () => {
+    const fn = d.upsertFunction(record());
+    d.invoke(fn, req, reply);
+    vi.advanceTimersByTime(1001);
+    expect(results[0]?.status).toBe(504);
+    expect(fn.queued).toBe(0);
+    d.sandboxReady(n1, (frames('create')[0] as { sandboxId: string }).sandboxId, 1);
+    expect(frames('invoke')).toHaveLength(0);
+    expect(fn.freeCount).toBe(1);
+  });
+
+  it('a failed sandbox start fails the waiting calls with the worker\'s reason', () => {
+    const fn = d.upsertFunction(record());
+    d.invoke(fn, req, reply);
+    d.sandboxFailed(n1, (frames('create')[0] as { sandboxId: string }).sandboxId, { code: 'sandbox_failed', message: 'command not found' });
+    expect(results[0]?.status).toBe(502);
+    expect(results[0]?.error?.message).toContain('command not found');
+  });
+
+  it('losing a node fails its in-flight calls and restarts a sandbox for waiters elsewhere', () => {
+    const fn = d.upsertFunction(record({ scale: { max: 1 } }));
+    d.invoke(fn, req, reply);
+    d.sandboxReady(n1, (frames('create')[0] as { sandboxId: string }).sandboxId, 1);
+    d.invoke(fn, req, reply);
+    d.nodeLost(n1, 'gone');
+    expect(results[0]?.status).toBe(502);
+    // the queued call caused a new creation
+    expect(frames('create')).toHaveLength(2);
+    expect(d.sandboxes.size).toBe(1);
+  });
+
+  it('without workers after the grace period, calls fail fast with 503', () => {
+    const d2 = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, log: silentLogger(), maxQueuePerFunction: 3, hooks: { place: () => undefined, awaitingWorkers: () => false } });
+    const fn = d2.upsertFunction(record());
+    d2.invoke(fn, req, reply);
+    expect(results[0]?.status).toBe(503);
+    expect(results[0]?.error?.code).toBe('no_capacity');
+  });
+
+  it('adopts reported sandboxes of the current version only', () => {
+    const fn = d.upsertFunction(record({}, 3));
+    expect(d.adopt(n1, { sandboxId: 'old', functionKey: 'default/f', version: 2, inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, inflight: 0 })).toBe(true);
+    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'x', functionKey: 'default/none', version: 1, inflight: 0 })).toBe(false);
+    d.invoke(fn, req, reply);
+    expect(frames('create')).toHaveLength(0);
+    expect((frames('invoke')[0] as { sandboxId: string }).sandboxId).toBe('cur');
+  });
+
+  it('a new version drains old sandboxes and never routes to them', () => {
+    const fn = d.upsertFunction(record());
+    d.invoke(fn, req, reply);
+    const first = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    d.sandboxReady(n1, first, 1);
+    d.upsertFunction(record({ env: { A: '1' } }, 2));
+    // in flight on the old one: it drains, then is deleted
+    expect(frames('delete')).toHaveLength(0);
+    answer((frames('invoke')[0] as { callId: string }).callId);
+    expect(frames('delete')).toHaveLength(1);
+    d.invoke(fn, req, reply);
+    expect(frames('create')).toHaveLength(2);
+  });
+});
