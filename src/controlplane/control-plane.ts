@@ -155,7 +155,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(host, o.port ?? 8080, (s) => (s === false ? reject(new Error(`cannot listen on ${host}:${o.port ?? 8080} (port in use or not permitted)`)) : resolve(s)));
   });
-  const port = uws.us_socket_local_port(listenSocket as unknown as uws.us_socket);
+  const port = uws.us_socket_local_port(listenSocket);
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };
   const credentialsPath = writeCredentials(o.dataDir, credentials);
