@@ -1,0 +1,95 @@
+/**
+ * A generic node runner ("stem cell"). Started before any function is known;
+ * on `load` it becomes the sandbox of one function: it moves into the code
+ * directory, takes the function's environment, imports the handler and serves
+ * invocations sent over IPC. It exits as soon as its IPC channel closes, so it
+ * never outlives the worker that started it.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { FromRunner, ToRunner } from './runner-protocol.js';
+
+type FetchLike = (request: Request, env: Record<string, string>, ctx: unknown) => unknown;
+
+let handler: FetchLike | undefined;
+let fnEnv: Record<string, string> = {};
+
+function send(m: FromRunner): void {
+  process.send?.(m);
+}
+
+process.on('disconnect', () => process.exit(0));
+process.on('uncaughtException', (e) => {
+  process.stderr.write(`baton runner: uncaught exception: ${e.stack ?? String(e)}\n`);
+  process.exit(70);
+});
+process.on('unhandledRejection', (e) => {
+  process.stderr.write(`baton runner: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+});
+
+async function load(m: Extract<ToRunner, { t: 'load' }>): Promise<void> {
+  const t0 = performance.now();
+  try {
+    process.chdir(m.codeDir);
+    for (const k of Object.keys(process.env)) delete process.env[k];
+    Object.assign(process.env, m.env);
+    fnEnv = { ...m.env };
+    const mod = (await import(pathToFileURL(resolve(m.codeDir, m.handler)).href)) as { default?: unknown };
+    const d = mod.default;
+    if (typeof d === 'function') handler = d as FetchLike;
+    else if (typeof d === 'object' && d !== null && typeof (d as { fetch?: unknown }).fetch === 'function') {
+      const obj = d as { fetch: FetchLike };
+      handler = (req, env, ctx) => obj.fetch(req, env, ctx);
+    } else {
+      throw new Error(`${m.handler} must default-export a fetch handler: \`export default { async fetch(request, env, ctx) {…} }\` or a function of the request`);
+    }
+    send({ t: 'ready', initMs: performance.now() - t0 });
+  } catch (e) {
+    send({ t: 'loadError', message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+const encoder = new TextEncoder();
+
+async function toResult(value: unknown): Promise<{ status: number; headers: Record<string, string>; body: Uint8Array }> {
+  if (value instanceof Response) {
+    const headers: Record<string, string> = {};
+    value.headers.forEach((v, k) => {
+      headers[k] = v;
+    });
+    return { status: value.status, headers, body: new Uint8Array(await value.arrayBuffer()) };
+  }
+  if (value === undefined || value === null) return { status: 204, headers: {}, body: new Uint8Array() };
+  if (typeof value === 'string') return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: encoder.encode(value) };
+  if (value instanceof Uint8Array) return { status: 200, headers: { 'content-type': 'application/octet-stream' }, body: value };
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify(value)) };
+}
+
+async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
+  const t0 = performance.now();
+  try {
+    if (handler === undefined) throw new Error('runner has no function loaded');
+    const hasBody = m.method !== 'GET' && m.method !== 'HEAD';
+    const request = new Request(`http://localhost${m.path}`, { method: m.method, headers: m.headers, body: hasBody ? m.body : null });
+    const value = await handler(request, fnEnv, { callId: m.callId, priceClass: m.priceClass });
+    const r = await toResult(value);
+    send({ t: 'result', id: m.id, ...r, execMs: performance.now() - t0 });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    send({
+      t: 'result',
+      id: m.id,
+      status: 500,
+      headers: { 'content-type': 'application/json' },
+      body: encoder.encode(JSON.stringify({ error: { code: 'function_error', message } })),
+      execMs: performance.now() - t0,
+      error: { code: 'function_error', message },
+    });
+  }
+}
+
+process.on('message', (m: ToRunner) => {
+  if (m.t === 'load') void load(m);
+  else if (m.t === 'invoke') void invoke(m);
+});
+send({ t: 'up' });
