@@ -1,0 +1,7 @@
+// A baton node function: the default export is a Web-standard fetch handler.
+export default {
+  async fetch(request, env) {
+    const name = (await request.text()).trim() || 'world';
+    return new Response(`${env.GREETING ?? 'hello'}, ${name}!\n`, { headers: { 'content-type': 'text/plain' } });
+  },
+};

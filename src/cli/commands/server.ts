@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { parseDuration } from '../../common/duration.js';
+import { createRootLogger } from '../../common/logger.js';
+import { CliError } from '../client.js';
+
+const BIN = fileURLToPath(new URL('../../../../bin/baton.js', import.meta.url));
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name}: expected a non-negative integer, got "${v}"`);
+    return n;
+  };
+}
+
+function ms(name: string) {
+  return (v: string): number => {
+    try {
+      return parseDuration(v, name);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+  };
+}
+
+interface CpFlags {
+  host: string;
+  port: number;
+  dataDir: string;
+  heartbeatTimeout: number;
+  autoscalerTick: number;
+  maxQueue: number;
+  logLevel: string;
+}
+
+function cpOptions(cmd: Command, defaultPort: number): Command {
+  return cmd
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 = any free port)', int('--port'), defaultPort)
+    .option('--data-dir <dir>', 'where SQLite and credentials.json live', '.baton')
+    .option('--heartbeat-timeout <duration>', 'declare a silent worker dead after this long', ms('--heartbeat-timeout'), 15_000)
+    .option('--autoscaler-tick <duration>', 'autoscaler period', ms('--autoscaler-tick'), 1000)
+    .option('--max-queue <n>', 'queued calls per function before 503', int('--max-queue'), 10_000)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info');
+}
+
+async function startCp(f: CpFlags, name: string) {
+  const logger = createRootLogger({ level: f.logLevel, name });
+  const { startControlPlane } = await import('../../controlplane/control-plane.js');
+  const opts: Parameters<typeof startControlPlane>[0] = {
+    host: f.host,
+    port: f.port,
+    dataDir: resolve(f.dataDir),
+    logger,
+    heartbeatTimeoutMs: f.heartbeatTimeout,
+    autoscalerTickMs: f.autoscalerTick,
+    maxQueuePerFunction: Math.max(1, f.maxQueue),
+  };
+  const key = process.env['BATON_API_KEY'];
+  const token = process.env['BATON_JOIN_TOKEN'];
+  if (key !== undefined && key !== '') opts.apiKey = key;
+  if (token !== undefined && token !== '') opts.joinToken = token;
+  const cp = await startControlPlane(opts);
+  return { cp, logger };
+}
+
+export function registerServerCommands(program: Command): void {
+  cpOptions(program.command('controlplane').description('run the control plane (HTTP API, worker endpoint, scheduler)'), 8080).action(async (f: CpFlags) => {
+    const { cp, logger } = await startCp(f, 'baton-controlplane');
+    process.stdout.write(`gateway: ${cp.url}\ncredentials: ${cp.credentialsPath}\n`);
+    await new Promise<void>((done) => {
+      const stop = (): void => void cp.stop().then(done);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    logger.flush();
+  });
+
+  program
+    .command('worker')
+    .description('run a worker daemon that joins a control plane and runs sandboxes')
+    .option('--control-plane <url>', 'ws://HOST:PORT of the control plane (default: from ./.baton/credentials.json)')
+    .option('--join-token <token>', 'worker join token (or BATON_JOIN_TOKEN, or ./.baton/credentials.json)')
+    .option('--cores <n>', 'cores to offer (default: all)', int('--cores'))
+    .option('--memory <mb>', 'memory to offer in MB (default: all)', int('--memory'))
+    .option('--runtime <kind>', 'process (real sandboxes) or emulated (records only, for scale tests)', 'process')
+    .option('--state-dir <dir>', 'node identity, bundle cache, pid ledger', '.baton/worker')
+    .option('--name <name>', 'node name shown in `baton nodes`')
+    .option('--stem-cells <n>', 'pre-started node runners kept warm', int('--stem-cells'))
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info')
+    .action(async (f: { controlPlane?: string; joinToken?: string; cores?: number; memory?: number; runtime: string; stateDir: string; name?: string; stemCells?: number; logLevel: string }) => {
+      if (f.runtime !== 'process' && f.runtime !== 'emulated') throw new CliError(`--runtime: expected process or emulated, got "${f.runtime}"`);
+      let url = f.controlPlane;
+      let token = f.joinToken ?? process.env['BATON_JOIN_TOKEN'];
+      if (url === undefined || token === undefined) {
+        const { readCredentials } = await import('../../controlplane/credentials.js');
+        const c = readCredentials('.baton');
+        url ??= c?.gateway?.replace(/^http/, 'ws');
+        token ??= c?.joinToken;
+      }
+      if (url === undefined) throw new CliError('--control-plane: required (ws://HOST:PORT), or run in a directory with .baton/credentials.json');
+      if (token === undefined) throw new CliError('--join-token: required (or BATON_JOIN_TOKEN), or run in a directory with .baton/credentials.json');
+      const { runWorkerFromCli } = await import('../../worker/main.js');
+      const opts: Parameters<typeof runWorkerFromCli>[0] = { controlPlane: url, joinToken: token, runtime: f.runtime, stateDir: resolve(f.stateDir), logLevel: f.logLevel };
+      if (f.cores !== undefined) opts.cores = f.cores;
+      if (f.memory !== undefined) opts.memoryMb = f.memory;
+      if (f.name !== undefined) opts.name = f.name;
+      if (f.stemCells !== undefined) opts.stemCells = f.stemCells;
+      await runWorkerFromCli(opts);
+    });
+
+  cpOptions(program.command('dev').description('start a local cluster: a control plane and one process worker'), 8080).action(async (f: CpFlags) => {
+    const { cp, logger } = await startCp(f, 'baton-dev');
+    let worker: ChildProcess | undefined;
+    let stopping = false;
+    let restarts = 0;
+    const startWorkerChild = (): void => {
+      worker = spawn(
+        process.execPath,
+        [BIN, 'worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--join-token', cp.credentials.joinToken, '--state-dir', resolve(f.dataDir, 'worker'), '--name', 'local', '--log-level', f.logLevel],
+        { stdio: 'inherit' },
+      );
+      worker.on('exit', (code, signal) => {
+        if (stopping) return;
+        restarts++;
+        const delay = Math.min(10_000, 250 * 2 ** Math.min(restarts, 6));
+        logger.error({ code, signal, restartInMs: delay }, 'local worker exited; restarting it');
+        setTimeout(startWorkerChild, delay);
+      });
+    };
+    startWorkerChild();
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const res = await fetch(`${cp.url}/readyz`).catch(() => undefined);
+      if (res?.status === 200) break;
+      if (Date.now() > deadline) {
+        process.stderr.write('baton dev: the local worker did not join within 20 s; check the log above\n');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    process.stdout.write(
+      [
+        '',
+        `gateway: ${cp.url}`,
+        `api key: ${cp.credentials.apiKey}`,
+        `credentials: ${cp.credentialsPath}`,
+        '',
+        'try:',
+        '  npx baton deploy -f examples/hello/baton.yaml',
+        '  npx baton invoke hello -d world',
+        `  curl -s -X POST ${cp.url}/function/hello -H "Authorization: Bearer $(node -p "require('./${f.dataDir.replace(/^\.\//, '')}/credentials.json').apiKey")" -d world`,
+        '',
+        'Ctrl-C stops the cluster.',
+        '',
+      ].join('\n'),
+    );
+    await new Promise<void>((done) => {
+      const stop = (): void => {
+        if (stopping) return;
+        stopping = true;
+        const w = worker;
+        const finish = (): void => void cp.stop().then(done);
+        if (w === undefined || w.exitCode !== null || w.signalCode !== null) finish();
+        else {
+          w.once('exit', finish);
+          w.kill('SIGTERM');
+        }
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    logger.flush();
+  });
+}
