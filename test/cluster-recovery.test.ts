@@ -13,7 +13,7 @@ describe('recovery', () => {
   const dirs: string[] = [];
   afterAll(() => stopAll(dirs));
 
-  it('control plane kill -9 and restart: functions persist, workers reconnect, sandboxes are adopted, not duplicated', async () => {
+  it('control plane kill -9 and restart: functions persist, workers reconnect, sandboxes are adopted, not duplicated', { timeout: 150_000 }, async () => {
     const cp = await startControlPlane();
     dirs.push(cp.dataDir);
     const w = await startWorker(cp, { name: 'survivor' });
@@ -25,7 +25,9 @@ describe('recovery', () => {
     expect(sbBefore).toHaveLength(1);
 
     await kill(cp.proc, 'SIGKILL');
-    const cp2 = await startControlPlane({ dataDir: cp.dataDir });
+    // Same address, so the worker finds it again. The killed process's connections sit in
+    // TIME_WAIT and uWebSockets.js binds without SO_REUSEADDR: the restart waits them out (≤ 60 s).
+    const cp2 = await startControlPlane({ dataDir: cp.dataDir, args: ['--port', new URL(cp.url).port], startTimeoutMs: 100_000 });
     expect(cp2.apiKey).toBe(cp.apiKey);
     // the function definition survived
     const fn = await api(cp2, 'GET', '/v1/namespaces/default/functions/hello');

@@ -40,6 +40,8 @@ export interface ControlPlaneOptions {
   /** How long after start calls wait for workers to join instead of failing with 503. */
   workerGraceMs?: number;
   priceClasses?: readonly string[];
+  /** How long to keep retrying when the port is busy (e.g. TIME_WAIT after a crash). */
+  listenTimeoutMs?: number;
   clock?: Clock;
 }
 
@@ -58,6 +60,28 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   const n = v ?? dflt;
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
   return n;
+}
+
+/**
+ * Listen, retrying while the port is busy. uWebSockets.js does not set
+ * SO_REUSEADDR, so after a crash the old connections (TIME_WAIT, up to 60 s on
+ * Linux) hold the port; a restarted control plane waits them out instead of failing.
+ */
+async function listen(app: uws.TemplatedApp, host: string, port: number, timeoutMs: number, log: Logger): Promise<uws.us_listen_socket> {
+  const deadline = Date.now() + timeoutMs;
+  let warned = false;
+  for (;;) {
+    const s = await new Promise<uws.us_listen_socket | false>((resolve) => app.listen(host, port, resolve));
+    if (s !== false) return s;
+    if (port === 0 || Date.now() > deadline) {
+      throw new BatonError('conflict', `cannot listen on ${host}:${port}: the port is in use (or not permitted); pick another with --port`);
+    }
+    if (!warned) {
+      warned = true;
+      log.warn({ host, port, waitS: Math.round(timeoutMs / 1000) }, 'port busy; if a control plane just exited, its old connections hold the port for up to 60 s (TIME_WAIT) - retrying');
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /** Start the control plane: SQLite store, data plane, worker gateway, HTTP API, control loops. */
@@ -152,9 +176,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     new Exchange(res).error(new BatonError('not_found', `no such endpoint: ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
   });
 
-  const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
-    app.listen(host, o.port ?? 8080, (s) => (s === false ? reject(new Error(`cannot listen on ${host}:${o.port ?? 8080} (port in use or not permitted)`)) : resolve(s)));
-  });
+  const listenSocket = await listen(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
   const port = uws.us_socket_local_port(listenSocket);
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };

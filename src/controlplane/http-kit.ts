@@ -49,26 +49,32 @@ export class Exchange {
     this.onAbort = cb;
   }
 
-  /** Read the whole body, failing with 413 past `limit` bytes. */
+  /**
+   * Read the whole body, failing with 413 past `limit` bytes. An oversize body
+   * is still drained (up to a hard cap) so the client gets the 413 on a live
+   * connection instead of a broken pipe.
+   */
   readBody(req: RequestInfo, limit: number): Promise<Buffer> {
     const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > limit) {
-      return Promise.reject(new BatonError('payload_too_large', `request body of ${declared} bytes exceeds the limit of ${limit} bytes`));
-    }
+    const hardCap = Math.max(limit * 4, 64 * 1024 * 1024);
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      let failed = false;
+      const tooLarge = (): BatonError => new BatonError('payload_too_large', `request body of ${Math.max(size, declared)} bytes exceeds the limit of ${limit} bytes`);
+      if (declared > hardCap) {
+        reject(tooLarge());
+        return;
+      }
       this.res.onData((chunk, isLast) => {
-        if (failed) return;
         size += chunk.byteLength;
-        if (size > limit) {
-          failed = true;
-          reject(new BatonError('payload_too_large', `request body exceeds the limit of ${limit} bytes`));
+        if (size > hardCap) {
+          if (!this.responded) reject(tooLarge());
           return;
         }
-        chunks.push(Buffer.from(chunk.slice(0)));
-        if (isLast) resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+        if (size <= limit && declared <= limit) chunks.push(Buffer.from(chunk.slice(0)));
+        if (!isLast) return;
+        if (size > limit || declared > limit) reject(tooLarge());
+        else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
       });
     });
   }
@@ -95,8 +101,7 @@ export class Exchange {
     if (err.code === 'internal') log?.error({ err: e }, 'internal error while serving a request');
     const headers: Record<string, string> = { ...extraHeaders };
     if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
-    // A body we stopped reading can't be drained: close the connection after a 413.
-    this.send(err.status, { ...headers, 'content-type': 'application/json' }, JSON.stringify({ error: err.toWire() }), err.code === 'payload_too_large');
+    this.send(err.status, { ...headers, 'content-type': 'application/json' }, JSON.stringify({ error: err.toWire() }));
   }
 }
 

@@ -37,10 +37,10 @@ function spawnBaton(args: string[], env: Record<string, string> = {}): { proc: C
   return { proc, output: () => out };
 }
 
-export async function startControlPlane(opts: { dataDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<CpHandle> {
+export async function startControlPlane(opts: { dataDir?: string; args?: string[]; env?: Record<string, string>; startTimeoutMs?: number } = {}): Promise<CpHandle> {
   const dataDir = opts.dataDir ?? tempDir('cp');
   const { proc, output } = spawnBaton(['controlplane', '--port', '0', '--data-dir', dataDir, '--heartbeat-timeout', '2s', ...(opts.args ?? [])], opts.env);
-  const url = await waitFor(() => /gateway: (http:\/\/\S+)/.exec(output())?.[1], 15_000, () => `control plane did not start:\n${output()}`);
+  const url = await waitFor(() => /gateway: (http:\/\/\S+)/.exec(output())?.[1], opts.startTimeoutMs ?? 15_000, () => `control plane did not start:\n${output()}`);
   const creds = JSON.parse(readFileSync(join(dataDir, 'credentials.json'), 'utf8')) as { apiKey: string; joinToken: string };
   return { url, apiKey: creds.apiKey, joinToken: creds.joinToken, dataDir, proc, output };
 }
