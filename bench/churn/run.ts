@@ -1,0 +1,194 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { LoadClient, openLoop, type Sample } from '../lib/load.js';
+import { describeMachine } from '../lib/machine.js';
+import { apiJson, metricValue, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { percentile, round } from '../lib/stats.js';
+
+const FLEET = fileURLToPath(new URL('./fleet.js', import.meta.url));
+
+export interface ChurnOptions {
+  workers: number;
+  rates: number[];
+  durationS: number;
+  cooldownS: number;
+  createMs: number;
+  execMs: number;
+  out?: string;
+}
+
+export interface ChurnResult {
+  rate: number;
+  functions: number;
+  sent: number;
+  achievedPerSec: number;
+  coldPerSec: number;
+  coldFraction: number;
+  e2eMs: { p50: number; p99: number };
+  schedMs: { p50: number; p99: number };
+  errors: number;
+}
+
+const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep, against emulated workers
+
+  --workers N        emulated workers, each with its own WebSocket (default 200)
+  --rates r1,r2,...  target cold starts per second (default 200,500,1000)
+  --duration S       seconds of load per rate (default 10)
+  --cooldown S       each function is invoked once per cooldown (default 4); functions = rate × cooldown
+  --create-ms MS     emulated sandbox creation time (default 0)
+  --exec-ms MS       emulated execution time (default 0)
+  --out FILE         write the results as JSON
+
+Every function has max scale 1 and a keep-alive shorter than the cooldown, so every
+invocation is a cold start. Starts its own control plane and fleet as child processes.
+Results are labelled emulated: no real sandbox is created.`;
+
+export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      workers: { type: 'string', default: '200' },
+      rates: { type: 'string', default: '200,500,1000' },
+      duration: { type: 'string', default: '10' },
+      cooldown: { type: 'string', default: '4' },
+      'create-ms': { type: 'string', default: '0' },
+      'exec-ms': { type: 'string', default: '0' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) return undefined;
+  const num = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new RangeError(`--${name}: expected a number ≥ ${min}, got "${v}"`);
+    return n;
+  };
+  const rates = values.rates.split(',').map((r) => num('rates', r.trim(), 1));
+  const o: ChurnOptions = {
+    workers: Math.floor(num('workers', values.workers, 1)),
+    rates,
+    durationS: num('duration', values.duration, 1),
+    cooldownS: num('cooldown', values.cooldown, 1),
+    createMs: num('create-ms', values['create-ms'], 0),
+    execMs: num('exec-ms', values['exec-ms'], 0),
+  };
+  if (values.out !== undefined) o.out = values.out;
+  return o;
+}
+
+function progress(line: string, final = false): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r${line.padEnd(100)}${final ? '\n' : ''}`);
+  else process.stderr.write(`${line}\n`);
+}
+
+async function deployFunctions(cp: Started, prefix: string, count: number, cooldownS: number): Promise<string[]> {
+  const keepAlive = `${Math.max(0.5, cooldownS * 0.4)}s`;
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `${prefix}-${i}`;
+    names.push(name);
+    await apiJson(cp, 'PUT', `/v1/namespaces/default/functions/${name}`, {
+      spec: { runtime: 'http', command: ['emulated'], concurrency: 1, scale: { min: 0, max: 1, keepAlive, stableWindow: keepAlive, panicWindow: '1s' }, timeout: '30s' },
+    });
+    if (i % 500 === 499) progress(`deploying ${prefix}: ${i + 1}/${count}`);
+  }
+  return names;
+}
+
+async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: number): Promise<ChurnResult> {
+  const fnCount = Math.ceil(rate * o.cooldownS);
+  const names = await deployFunctions(cp, `r${rate}`, fnCount, o.cooldownS);
+  const samples: Sample[] = [];
+  const before = await metricValue(cp, 'baton_sandbox_creations_total');
+  const t0 = performance.now();
+  let lastPrint = 0;
+  const sent = await openLoop(
+    rate,
+    o.durationS * 1000,
+    (k) => client.post(`/function/${names[k % fnCount] as string}`, '', (s) => samples.push(s)),
+    (n) => {
+      const now = performance.now();
+      if (now - lastPrint > 1000) {
+        lastPrint = now;
+        progress(`rate ${rate}/s  ${((now - t0) / 1000).toFixed(0)}/${o.durationS}s  sent ${n}  done ${samples.length}  errors ${samples.filter((s) => !s.ok).length}  in flight ${client.inflight}`);
+      }
+    },
+  );
+  const loadMs = performance.now() - t0;
+  const drainDeadline = performance.now() + 30_000;
+  while (samples.length < sent && performance.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+  const after = await metricValue(cp, 'baton_sandbox_creations_total');
+  const ok = samples.filter((s) => s.ok);
+  const cold = ok.filter((s) => (s.timing['cold'] ?? 0) > 0);
+  const result: ChurnResult = {
+    rate,
+    functions: fnCount,
+    sent,
+    achievedPerSec: round((after - before) / (loadMs / 1000), 1),
+    coldPerSec: round(cold.length / (loadMs / 1000), 1),
+    coldFraction: round(ok.length === 0 ? 0 : cold.length / ok.length, 3),
+    e2eMs: { p50: round(percentile(ok.map((s) => s.e2eMs), 50)), p99: round(percentile(ok.map((s) => s.e2eMs), 99)) },
+    schedMs: { p50: round(percentile(ok.map((s) => s.timing['sched'] ?? 0), 50), 3), p99: round(percentile(ok.map((s) => s.timing['sched'] ?? 0), 99), 3) },
+    errors: sent - ok.length,
+  };
+  progress(`rate ${rate}/s done: ${result.achievedPerSec} creations/s, e2e p99 ${result.e2eMs.p99} ms, sched p99 ${result.schedMs.p99} ms, errors ${result.errors}`, true);
+  // let this rate's sandboxes scale to zero before the next one
+  await new Promise((r) => setTimeout(r, o.cooldownS * 1000));
+  return result;
+}
+
+export function formatTable(results: ChurnResult[]): string {
+  const head = ['rate/s', 'functions', 'creations/s', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors'];
+  const rows = results.map((r) => [r.rate, r.functions, r.achievedPerSec, `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors].map(String));
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; machine: Record<string, string | number>; config: ChurnOptions; results: ChurnResult[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-churn-'));
+  let cp: Started | undefined;
+  let fleet: ChildProcess | undefined;
+  let client: LoadClient | undefined;
+  const cleanup = async (): Promise<void> => {
+    client?.close();
+    await stopProcess(fleet);
+    await stopProcess(cp?.proc);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (): void => void cleanup().then(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  try {
+    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000']);
+    fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), cp.joinToken, String(o.workers), join(dir, 'fleet'), String(o.createMs), String(o.execMs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    progress(`waiting for ${o.workers} emulated workers to join`);
+    await waitForNodes(cp, o.workers, 60_000);
+    client = new LoadClient(cp.url, cp.apiKey);
+    const results: ChurnResult[] = [];
+    for (const rate of o.rates) results.push(await runRate(cp, client, o, rate));
+    const report = { emulated: true as const, machine: describeMachine(), config: o, results };
+    if (o.out !== undefined) writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
+    return report;
+  } finally {
+    process.off('SIGINT', onSignal);
+    await cleanup();
+  }
+}
+
+export async function runChurnCli(argv: string[]): Promise<void> {
+  const o = parseChurnArgs(argv);
+  if (o === undefined) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const report = await runChurnBench(o);
+  const m = report.machine;
+  process.stdout.write(`\nsandbox churn (EMULATED sandboxes), ${o.workers} workers, ${o.durationS}s per rate, on ${String(m['cpu'])} × ${String(m['cores'])}, node ${String(m['node'])}\n`);
+  process.stdout.write(`${formatTable(report.results)}\n`);
+  if (o.out !== undefined) process.stdout.write(`results written to ${o.out}\n`);
+}

@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../../bin/baton.js', import.meta.url));
+
+export interface Started {
+  proc: ChildProcess;
+  url: string;
+  apiKey: string;
+  joinToken: string;
+}
+
+/** Start `baton controlplane` as a child process on a free port and wait for its gateway line. */
+export async function startControlPlaneProcess(dataDir: string, extraArgs: string[] = []): Promise<Started> {
+  const proc = spawn(process.execPath, [BIN, 'controlplane', '--port', '0', '--data-dir', dataDir, '--log-level', 'error', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+    process.stderr.write(d);
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /gateway: (\S+)/.exec(out);
+      if (m?.[1] !== undefined) resolve(m[1]);
+    });
+    proc.once('exit', (code) => reject(new Error(`control plane exited (code ${code}) before listening:\n${out}`)));
+  });
+  const creds = JSON.parse(readFileSync(join(dataDir, 'credentials.json'), 'utf8')) as { apiKey: string; joinToken: string };
+  return { proc, url, apiKey: creds.apiKey, joinToken: creds.joinToken };
+}
+
+export function stopProcess(proc: ChildProcess | undefined): Promise<void> {
+  if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    proc.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+export async function apiJson<T>(base: { url: string; apiKey: string }, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(base.url + path, {
+    method,
+    headers: { authorization: `Bearer ${base.apiKey}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (res.status >= 400) throw new Error(`${method} ${path}: HTTP ${res.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+export async function waitForNodes(base: { url: string; apiKey: string }, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { nodes } = await apiJson<{ nodes: { state: string }[] }>(base, 'GET', '/v1/nodes');
+    const ready = nodes.filter((n) => n.state === 'ready').length;
+    if (ready >= count) return;
+    if (Date.now() > deadline) throw new Error(`only ${ready} of ${count} workers joined within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function metricValue(base: { url: string }, name: string): Promise<number> {
+  const text = await (await fetch(`${base.url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
