@@ -63,6 +63,7 @@ export async function startWorker(cp: { url: string; joinToken: string; apiKey: 
     '--name', name,
   ]);
   await waitFor(async () => {
+    if (/rejected the join token|refused this worker/.test(output())) throw new Error(`worker ${name} was refused:\n${output()}`);
     const { body } = await api(cp, 'GET', '/v1/nodes');
     return (body as { nodes: { name: string; state: string }[] }).nodes.some((n) => n.name === name && n.state === 'ready') || undefined;
   }, 15_000, () => `worker ${name} did not join:\n${output()}`);
@@ -118,8 +119,9 @@ export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefi
     try {
       const v = await probe();
       if (v !== undefined && v !== false) return v;
-    } catch {
-      // not ready yet
+    } catch (e) {
+      // not ready yet, unless the probe says it never will be
+      if ((e as Error).message.includes('was refused')) throw e;
     }
     if (Date.now() > deadline) throw new Error(`timed out: ${what()}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -2,13 +2,13 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { compiledSibling } from '../../common/compiled-path.js';
 import { BatonError } from '../../common/errors.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Cgroups } from './cgroups.js';
 
-const SHIM_PATH = fileURLToPath(new URL('./http-shim.js', import.meta.url));
+const SHIM_PATH = compiledSibling('http-shim.js', import.meta.url);
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
 
 type ShimMessage = { t: 'spawned'; pid: number } | { t: 'exit'; code: number | null; signal: string | null; stderr: string };

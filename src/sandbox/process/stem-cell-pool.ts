@@ -1,10 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { compiledSibling } from '../../common/compiled-path.js';
 import type { Logger } from '../../common/logger.js';
 import { baseEnv } from '../runtime.js';
 import type { FromRunner } from './runner-protocol.js';
 
-export const RUNNER_PATH = fileURLToPath(new URL('./node-runner.js', import.meta.url));
+export const RUNNER_PATH = compiledSibling('node-runner.js', import.meta.url);
 
 /**
  * Pre-started generic node runners (seed 002 §4.2): a cold start takes one that
