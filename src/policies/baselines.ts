@@ -4,7 +4,8 @@
  * - ProcessorSharing: Hermod's machine scheduler — every task on a machine
  *   progresses at rate min(1, cores / tasks); classes are ignored.
  * - EdfQueue: a centralised earliest-deadline-first queue over all cores
- *   pooled, deadline = arrival + runtime × maxPrice / price.
+ *   pooled, deadline = arrival + runtime × maxPrice / price; a 'max' heap of
+ *   the running tasks finds the one to preempt.
  *
  * Hermod's placement (least loaded among power-of-k samples, early binding)
  * is `powerOfK` over the machines' task counts.
@@ -61,16 +62,27 @@ export function edfDeadline(arrival: number, runtime: number, price: number, max
   return arrival + (runtime * maxPrice) / price;
 }
 
-/** Binary min-heap of tasks by deadline (ties by id), for centralised EDF. */
+/**
+ * Binary heap of tasks by deadline (ties by id), for centralised EDF: 'min'
+ * gives the earliest deadline first (the wait queue), 'max' the latest (the
+ * running task to preempt).
+ */
 export class EdfQueue<T extends { id: number; deadline: number }> {
   private readonly heap: T[] = [];
+
+  constructor(private readonly order: 'min' | 'max' = 'min') {}
 
   get size(): number {
     return this.heap.length;
   }
 
+  peek(): T | undefined {
+    return this.heap[0];
+  }
+
   private less(a: T, b: T): boolean {
-    return a.deadline < b.deadline || (a.deadline === b.deadline && a.id < b.id);
+    const earlier = a.deadline < b.deadline || (a.deadline === b.deadline && a.id < b.id);
+    return this.order === 'min' ? earlier : !earlier && !(a.deadline === b.deadline && a.id === b.id);
   }
 
   push(t: T): void {

@@ -15,10 +15,10 @@ export interface MemoryDecision {
  * Price-class memory management on one machine (seeds 000/001). Functions
  * declare no memory; their use grows while they live. When what is in RAM
  * exceeds the machine's RAM, swap out functions that are not running, lowest
- * class first (larger first within a class, fewer moves); if swap is full or
- * that is not enough, kill, again lowest class first and not-running before
- * running. Swapping back in happens when a function is about to run (the
- * caller marks it resident and calls this again to make room).
+ * class first (larger first within a class, fewer moves), then running ones,
+ * again lowest class first; only when swap is full, kill, lowest class and
+ * not-running first. Swapping back in happens when a function is about to run
+ * (the caller marks it resident and calls this again to make room).
  */
 export function relieveMemoryPressure(residents: readonly Resident[], ramMb: number, swapMb: number): MemoryDecision {
   let inRam = 0;
@@ -30,25 +30,24 @@ export function relieveMemoryPressure(residents: readonly Resident[], ramMb: num
   const out: MemoryDecision = { swapOut: [], kill: [] };
   if (inRam <= ramMb) return out;
   const order = (a: Resident, b: Resident): number => a.rank - b.rank || b.memMb - a.memMb || a.id - b.id;
-  const swappable = residents.filter((r) => !r.swapped && !r.running).sort(order);
-  const killed = new Set<number>();
+  // Not running first (they lose nothing by waiting on disk), then running ones
+  // (the OS pages them while they run); lowest class first within each group.
+  const swappable = residents.filter((r) => !r.swapped).sort((a, b) => Number(a.running) - Number(b.running) || order(a, b));
+  const moved = new Set<number>();
   for (const r of swappable) {
     if (inRam <= ramMb) break;
     if (swapUsed + r.memMb <= swapMb) {
       out.swapOut.push(r.id);
+      moved.add(r.id);
       swapUsed += r.memMb;
       inRam -= r.memMb;
     }
   }
   if (inRam <= ramMb) return out;
-  const swappedNow = new Set(out.swapOut);
-  const victims = residents
-    .filter((r) => !r.swapped && !swappedNow.has(r.id))
-    .sort((a, b) => Number(a.running) - Number(b.running) || order(a, b));
-  for (const r of victims) {
+  // Swap is exhausted: kill, lowest class and not-running first.
+  for (const r of swappable.filter((x) => !moved.has(x.id))) {
     if (inRam <= ramMb) break;
     out.kill.push(r.id);
-    killed.add(r.id);
     inRam -= r.memMb;
   }
   return out;

@@ -168,12 +168,15 @@ describe('relieveMemoryPressure', () => {
     expect(relieveMemoryPressure([r(1, 0, 100)], 1000, 0)).toEqual({ swapOut: [], kill: [] });
   });
 
-  it('swaps out the lowest non-running classes first, never running ones', () => {
+  it('swaps out the lowest non-running classes first, running ones only when that is not enough', () => {
     const d = relieveMemoryPressure([r(1, 3, 400), r(2, 0, 300), r(3, 1, 300), r(4, 0, 500, true)], 1000, 10_000);
     // 1500 MB in 1000: batch(2) then standard(3); the running batch task stays
     expect(d).toEqual({ swapOut: [2, 3], kill: [] });
     const d2 = relieveMemoryPressure([r(1, 3, 400), r(2, 0, 300), r(3, 1, 300), r(4, 0, 200, true)], 1000, 10_000);
     expect(d2).toEqual({ swapOut: [2], kill: [] });
+    // running tasks alone exceed RAM: after the waiting ones, the lowest running class goes to swap
+    const d3 = relieveMemoryPressure([r(1, 3, 700, true), r(2, 0, 700, true), r(3, 1, 100)], 1000, 10_000);
+    expect(d3).toEqual({ swapOut: [3, 2], kill: [] });
   });
 
   it('kills when swap is exhausted, lowest class and not-running first', () => {

@@ -89,14 +89,14 @@ export function e2(seed: number, quick: boolean, progress: (s: string) => void):
       const per: Record<string, unknown> = {};
       for (const [rank, name] of NAMES.entries()) {
         const sd = r.metrics.slowdown(rank, skip, w.durationTicks);
-        per[name] = { slowdown: sd, latencyMs: r.metrics.latency(rank) };
+        per[name] = { slowdown: sd, latencyMs: r.metrics.latency(rank), deadlineMet: r.metrics.deadlineMet(rank) };
         (series[`${s} ${name}`] ??= []).push([load, sd.p99]);
       }
       const util = r.metrics.utilisationSpread().slice(skip);
       const avg = (k: 'p10' | 'p50' | 'p90'): number => round(util.reduce((a, u) => a + u[k], 0) / Math.max(1, util.length), 3);
       const utilisation = { p10: avg('p10'), p50: avg('p50'), p90: avg('p90') };
       results[s]?.push({ load, classes: per, utilisation, unfinished: r.unfinished, completed: r.completed });
-      rows.push(`| ${load} | ${s} | ${NAMES.map((n) => (per[n] as { slowdown: { p99: number } }).slowdown.p99).join(' | ')} | ${utilisation.p10}–${utilisation.p90} | ${r.unfinished} |`);
+      rows.push(`| ${load} | ${s} | ${NAMES.map((n) => (per[n] as { slowdown: { p99: number } }).slowdown.p99).join(' | ')} | ${NAMES.map((n) => `${round(100 * (per[n] as { deadlineMet: number }).deadlineMet, 1)}%`).join(' / ')} | ${utilisation.p10}–${utilisation.p90} |`);
     }
   }
   for (const cls of [NAMES[NAMES.length - 1] as string, NAMES[0] as string]) {
@@ -108,7 +108,7 @@ export function e2(seed: number, quick: boolean, progress: (s: string) => void):
       series: ['hermod', 'xx', 'edf'].map((s) => ({ name: s, points: series[`${s} ${cls}`] ?? [] })),
     });
   }
-  const summary = [`| load | scheduler | ${NAMES.map((n) => `p99 slowdown ${n}`).join(' | ')} | core utilisation p10–p90 across machines | unfinished |`, `|---|---|${NAMES.map(() => '---|').join('')}---|---|`, ...rows].join('\n');
+  const summary = [`| load | scheduler | ${NAMES.map((n) => `p99 slowdown ${n}`).join(' | ')} | deadline met (${NAMES.join(' / ')}) | core utilisation p10–p90 across machines |`, `|---|---|${NAMES.map(() => '---|').join('')}---|---|`, ...rows].join('\n');
   return { json: { experiment: 'e2', seed, quick, loads, cluster, results }, plots, summary };
 }
 

@@ -38,6 +38,9 @@ export class SimMetrics {
   readonly killedByClass: number[];
   readonly killsByMachine: Uint32Array;
   readonly peakSwapByMachine: Float64Array;
+  /** Completions within the class's deadline (slowdown ≤ maxPrice / price), by class. */
+  readonly metDeadline: number[];
+  readonly completedByClass: number[];
   completed = 0;
   killed = 0;
 
@@ -47,7 +50,11 @@ export class SimMetrics {
     durationTicks: number,
     readonly machines: number,
     readonly coresPerMachine: number,
+    /** maxPrice / price per class: the slowdown an invocation may have and still meet its deadline. */
+    private readonly slack: readonly number[] = [],
   ) {
+    this.metDeadline = new Array<number>(classes).fill(0);
+    this.completedByClass = new Array<number>(classes).fill(0);
     // leave room for work that finishes after the last arrival
     this.ticks = durationTicks;
     this.slow = Array.from({ length: classes }, () => Array.from({ length: durationTicks }, () => []));
@@ -67,7 +74,10 @@ export class SimMetrics {
   complete(inv: Invocation, end: number): void {
     const latency = end - inv.arrival;
     const tick = Math.min(this.ticks - 1, Math.floor(inv.arrival / this.tickMs));
-    this.slow[inv.rank]?.[tick]?.push(latency / inv.runtime);
+    const slowdown = latency / inv.runtime;
+    this.slow[inv.rank]?.[tick]?.push(slowdown);
+    this.completedByClass[inv.rank] = (this.completedByClass[inv.rank] ?? 0) + 1;
+    if (slowdown <= (this.slack[inv.rank] ?? Infinity) * (1 + 1e-9)) this.metDeadline[inv.rank] = (this.metDeadline[inv.rank] ?? 0) + 1;
     this.lat[inv.rank]?.push(latency);
     this.wait[inv.rank]?.push(Math.max(0, latency - inv.runtime));
     this.completed++;
@@ -112,6 +122,12 @@ export class SimMetrics {
     const all: number[] = [];
     for (let t = Math.max(0, from); t < Math.min(to, this.ticks); t++) for (const v of this.slow[rank]?.[t] ?? []) all.push(v);
     return percentiles(all);
+  }
+
+  /** Fraction of completed invocations of the class that met their deadline. */
+  deadlineMet(rank: number): number {
+    const n = this.completedByClass[rank] ?? 0;
+    return n === 0 ? Number.NaN : round((this.metDeadline[rank] ?? 0) / n, 4);
   }
 
   latency(rank: number): Percentiles {

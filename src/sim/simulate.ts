@@ -52,7 +52,8 @@ export function simulate(opts: {
   const c = opts.cluster;
   const engine = new Engine();
   const pooled = opts.scheduler === 'edf';
-  const metrics = new SimMetrics(opts.classes.size, opts.tickMs, opts.durationTicks, pooled ? 1 : c.machines, pooled ? c.machines * c.cores : c.cores);
+  const slack = opts.classes.byRank.map((k) => opts.classes.highest.price / k.price);
+  const metrics = new SimMetrics(opts.classes.size, opts.tickMs, opts.durationTicks, pooled ? 1 : c.machines, pooled ? c.machines * c.cores : c.cores, slack);
   const ctx = { engine, metrics, check: opts.check ?? false };
   const rng = createRng(opts.seed ^ 0x5eed);
   let model: SchedulerModel;
