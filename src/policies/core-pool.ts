@@ -51,6 +51,7 @@ export class CorePool {
   }
 
   release(core: number): void {
+    if (!Number.isInteger(core) || core < 0 || core >= this.totalCores) throw new RangeError(`core ${core} is not in 0..${this.totalCores - 1}`);
     const s = this.homeOf(core);
     const top = this.tops[s] ?? 0;
     (this.stacks[s] as Int32Array)[top] = core;

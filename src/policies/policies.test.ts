@@ -127,6 +127,7 @@ describe('CorePool', () => {
     expect(pool.idleOn(1)).toBe(1); // home shard of machine 1
     pool.release(a);
     expect(pool.acquire(0)).toBe(a);
+    expect(() => pool.release(-1)).toThrow(/not in 0..3/);
   });
 });
 

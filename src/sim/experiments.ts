@@ -122,7 +122,9 @@ export function e3(seed: number, quick: boolean, progress: (s: string) => void, 
   const sortedPeak = [...peak].sort((a, b) => a - b);
   const swapNeededMb = round(Math.max(0, ...peak), 0);
   const swappers = peak.filter((p) => p > 0).length;
-  const byClass = Object.fromEntries(NAMES.map((n, i) => [n, { swapOuts: r.metrics.swapOutsByClass[i], swappedMb: round(r.metrics.swappedMbByClass[i] ?? 0, 0), killed: r.metrics.killedByClass[i] }]));
+  const byClass = Object.fromEntries(
+    NAMES.map((n, i) => [n, { swapOuts: r.metrics.swapOutsByClass[i], ofWhichRunning: r.metrics.runningSwapOutsByClass[i], swappedMb: round(r.metrics.swappedMbByClass[i] ?? 0, 0), killed: r.metrics.killedByClass[i] }]),
+  );
   const plots: Record<string, string> = {
     'e3-memory.svg': lineChart({
       title: 'E3: memory utilisation across machines (32 GB each)',
@@ -148,7 +150,7 @@ export function e3(seed: number, quick: boolean, progress: (s: string) => void, 
   const summary = [
     `- memory in use / RAM across machines (mean over the run of the per-tick percentiles): p10 ${round(avgOf(mem, 'p10'), 2)}, p50 ${round(avgOf(mem, 'p50'), 2)}, p90 ${round(avgOf(mem, 'p90'), 2)}`,
     `- machines that swapped: ${swappers} of ${cluster.machines}; peak swap per machine p10/p50/p90/max: ${q(0.1)}/${q(0.5)}/${q(0.9)}/${swapNeededMb} MB`,
-    `- swap-outs by class: ${NAMES.map((n) => `${n} ${(byClass[n] as { swapOuts: number }).swapOuts}`).join(', ')}`,
+    `- swap-outs by class (of which the invocation was running): ${NAMES.map((n) => `${n} ${(byClass[n] as { swapOuts: number }).swapOuts} (${(byClass[n] as { ofWhichRunning: number }).ofWhichRunning})`).join(', ')}`,
     `- kills: ${r.killed} (${NAMES.map((n) => `${n} ${(byClass[n] as { killed: number }).killed}`).join(', ')}), with ${round(swapMb / 1024, 0)} GB of swap per machine`,
     `- swap a provider would need per machine (largest peak seen): ${round(swapNeededMb / 1024, 1)} GB`,
   ].join('\n');
@@ -176,19 +178,25 @@ export function e4(seed: number, quick: boolean, progress: (s: string) => void):
     results[name] = { decisions: n, seconds: round(s, 3), perSecond: Math.round(n / s), nsPerDecision: round((s * 1e9) / n, 1) };
     progress(`${name}: ${Math.round(n / s).toLocaleString()} decisions/s`);
   };
-  // Core pool: one shard claims and frees cores (steady state at 50 % busy).
+  // Core pool: one shard claims a batch of cores and frees them again, repeatedly.
   const pool = new CorePool(shards, machines, cores);
-  const held = new Int32Array(ops);
-  time('corePool.acquire+release (1 shard)', ops, () => {
-    for (let i = 0; i < ops; i++) held[i] = pool.acquire(0);
-    for (let i = 0; i < ops; i++) pool.release(held[i] as number);
+  const batch = Math.min(ops, Math.floor(pool.totalCores / shards / 2));
+  const rounds = Math.ceil(ops / batch);
+  const held = new Int32Array(batch);
+  time('corePool acquire+release, own shard', rounds * batch, () => {
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < batch; i++) held[i] = pool.acquire(0);
+      for (let i = 0; i < batch; i++) pool.release(held[i] as number);
+    }
   });
-  time('corePool with stealing (shard 0 drained first)', ops, () => {
-    const drain: number[] = [];
-    for (let c = pool.acquire(0); c !== -1 && pool.idleOn(0) > 0; c = pool.acquire(0)) drain.push(c);
-    for (let i = 0; i < ops; i++) held[i] = pool.acquire(0);
-    for (let i = 0; i < ops; i++) pool.release(held[i] as number);
-    for (const c of drain) pool.release(c);
+  time('corePool acquire by stealing (own shard empty)', rounds * batch, () => {
+    const drained: number[] = [];
+    while (pool.idleOn(0) > 0) drained.push(pool.acquire(0));
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < batch; i++) held[i] = pool.acquire(0);
+      for (let i = 0; i < batch; i++) pool.release(held[i] as number);
+    }
+    for (const c of drained) pool.release(c);
   });
   const load = new Float64Array(machines).map(() => rng.int(64));
   time('powerOfK k=3 over 10,000 machines', ops, () => {

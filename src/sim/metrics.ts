@@ -35,6 +35,8 @@ export class SimMetrics {
   private readonly swapMb: Float64Array;
   readonly swappedMbByClass: number[];
   readonly swapOutsByClass: number[];
+  /** Of those, swap-outs of invocations that were running at the time. */
+  readonly runningSwapOutsByClass: number[];
   readonly killedByClass: number[];
   readonly killsByMachine: Uint32Array;
   readonly peakSwapByMachine: Float64Array;
@@ -66,6 +68,7 @@ export class SimMetrics {
     this.swapMb = new Float64Array(machines * durationTicks);
     this.swappedMbByClass = new Array<number>(classes).fill(0);
     this.swapOutsByClass = new Array<number>(classes).fill(0);
+    this.runningSwapOutsByClass = new Array<number>(classes).fill(0);
     this.killedByClass = new Array<number>(classes).fill(0);
     this.killsByMachine = new Uint32Array(machines);
     this.peakSwapByMachine = new Float64Array(machines);
@@ -112,9 +115,10 @@ export class SimMetrics {
     if (swappedMb > (this.peakSwapByMachine[machine] ?? 0)) this.peakSwapByMachine[machine] = swappedMb;
   }
 
-  swapped(rank: number, mb: number): void {
+  swapped(rank: number, mb: number, running: boolean): void {
     this.swappedMbByClass[rank] = (this.swappedMbByClass[rank] ?? 0) + mb;
     this.swapOutsByClass[rank] = (this.swapOutsByClass[rank] ?? 0) + 1;
+    if (running) this.runningSwapOutsByClass[rank] = (this.runningSwapOutsByClass[rank] ?? 0) + 1;
   }
 
   /** p99 slowdown of class `rank` over arrivals in ticks [from, to). */

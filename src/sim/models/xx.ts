@@ -163,8 +163,8 @@ export class XxModel implements SchedulerModel {
       for (const id of d.swapOut) {
         const t = machine.tasks.get(id) as Task;
         t.swapped = true;
-        const mb = byId.get(id)?.memMb ?? 0;
-        this.ctx.metrics.swapped(t.rank, mb);
+        const r = byId.get(id);
+        this.ctx.metrics.swapped(t.rank, r?.memMb ?? 0, r?.running ?? false);
       }
       for (const id of d.kill) this.killTask(m, machine.tasks.get(id) as Task);
       let inRam = 0;
