@@ -6,6 +6,7 @@ import { BatonError } from '../common/errors.js';
 import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
+import { DEFAULT_PRICE_CLASSES, PriceClassSet, type PriceClassDef } from '../policies/price-classes.js';
 import type { NodeState } from '../dataplane/types.js';
 import { SqliteStore } from '../storage/sqlite-store.js';
 import { Authenticator } from './auth.js';
@@ -39,7 +40,8 @@ export interface ControlPlaneOptions {
   maxBundleBytes?: number;
   /** How long after start calls wait for workers to join instead of failing with 503. */
   workerGraceMs?: number;
-  priceClasses?: readonly string[];
+  /** The fixed set of price classes (default batch 0.5, standard 1, interactive 1.5, critical 2). */
+  priceClasses?: readonly PriceClassDef[];
   /** How long to keep retrying when the port is busy (e.g. TIME_WAIT after a crash). */
   listenTimeoutMs?: number;
   clock?: Clock;
@@ -54,7 +56,6 @@ export interface ControlPlane {
 }
 
 export const BATON_VERSION = '0.1.0';
-const DEFAULT_CLASSES = ['batch', 'standard', 'interactive', 'critical'];
 
 function positive(name: string, v: number | undefined, dflt: number): number {
   const n = v ?? dflt;
@@ -95,7 +96,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const maxInvokeBodyBytes = positive('maxInvokeBodyBytes', o.maxInvokeBodyBytes, 6 * 1024 * 1024);
   const maxBundleBytes = positive('maxBundleBytes', o.maxBundleBytes, 50 * 1024 * 1024);
   const workerGraceMs = o.workerGraceMs ?? 5_000;
-  const priceClasses = o.priceClasses ?? DEFAULT_CLASSES;
+  const classes = new PriceClassSet(o.priceClasses ?? DEFAULT_PRICE_CLASSES);
+  const priceClasses = classes.names();
   const startedAt = clock.now();
 
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
@@ -120,6 +122,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
 
   const dispatcher: Dispatcher = new Dispatcher({
     clock,
+    classes,
     log: o.logger.child({ component: 'dataplane' }),
     maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
     hooks: {

@@ -1,10 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { compileFunctionSpec } from '../common/function-spec.js';
 import { silentLogger } from '../common/logger.js';
+import { PriceClassSet } from '../policies/price-classes.js';
 import type { ControlFrame } from '../protocol/messages.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Dispatcher } from './dispatcher.js';
 import type { InvocationResult, NodeState } from './types.js';
+
+const classes = new PriceClassSet();
 
 function record(over: Record<string, unknown> = {}, version = 1): FunctionRecord {
   return {
@@ -63,6 +66,7 @@ describe('Dispatcher', () => {
     workersExpected = true;
     d = new Dispatcher({
       clock: { now: () => now, wallNow: () => now },
+      classes,
       log: silentLogger(),
       maxQueuePerFunction: 3,
       hooks: { place: () => n1, awaitingWorkers: () => workersExpected },
@@ -102,6 +106,19 @@ describe('Dispatcher', () => {
     expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
     expect(fn.queued).toBe(0);
     expect(fn.inflight).toBe(0);
+  });
+
+  it('queued calls of a higher price class go first once they have waited comparably (price × wait)', () => {
+    const fn = d.upsertFunction(record({ scale: { max: 1 } }));
+    d.invoke(fn, req, reply);
+    d.sandboxReady(n1, (frames('create')[0] as { sandboxId: string }).sandboxId, 1);
+    d.invoke(fn, { ...req, priceClass: 'batch' }, reply); // waits from t=0
+    now = 10;
+    d.invoke(fn, { ...req, priceClass: 'critical' }, reply); // waits from t=10
+    now = 30; // batch 0.5 × 30 = 15 < critical 2 × 20 = 40
+    answer((frames('invoke')[0] as { callId: string }).callId);
+    const second = frames('invoke')[1] as { priceClass: string };
+    expect(second.priceClass).toBe('critical');
   });
 
   it('a full queue answers 503 with Retry-After', () => {
@@ -144,7 +161,7 @@ describe('Dispatcher', () => {
   });
 
   it('without workers after the grace period, calls fail fast with 503', () => {
-    const d2 = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, log: silentLogger(), maxQueuePerFunction: 3, hooks: { place: () => undefined, awaitingWorkers: () => false } });
+    const d2 = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, classes, log: silentLogger(), maxQueuePerFunction: 3, hooks: { place: () => undefined, awaitingWorkers: () => false } });
     const fn = d2.upsertFunction(record());
     d2.invoke(fn, req, reply);
     expect(results[0]?.status).toBe(503);

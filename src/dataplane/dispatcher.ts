@@ -3,6 +3,7 @@ import { BatonError, type ErrorCode, type WireError } from '../common/errors.js'
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import type { ResultFrame, SandboxReport, SandboxSpec } from '../protocol/messages.js';
+import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { FunctionRuntime } from './function-runtime.js';
 import type { Call, CallTiming, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
@@ -18,6 +19,8 @@ export interface DispatcherHooks {
 
 export interface DispatcherOptions {
   clock: Clock;
+  /** Configured price classes: each function's queue has one FIFO per class. */
+  classes: PriceClassSet;
   log: Logger;
   maxQueuePerFunction: number;
   hooks: DispatcherHooks;
@@ -34,7 +37,8 @@ function errorResult(code: ErrorCode, message: string, retryAfter?: number): Omi
 
 /**
  * The data plane: routes each call to a sandbox slot (warm path), or queues it
- * with late binding (whichever slot frees first takes the head), starts a
+ * with late binding (whichever slot frees first takes the head, chosen among
+ * the price classes' queues by price × time waited), starts a
  * sandbox synchronously when a function has none, and reacts to what workers
  * report. Single-threaded: enqueue and slot checks happen in one turn of the
  * event loop, so a new sandbox can never miss a waiter.
@@ -79,7 +83,7 @@ export class Dispatcher {
         return call;
       }
       call.enqueuedAt = now;
-      fn.enqueue(call);
+      fn.enqueue(call, now);
       if (fn.scale === 0 && !this.coldStart(fn)) return call;
     }
     if (!call.done) call.timer = setTimeout(() => this.timeout(call), fn.record.spec.timeoutMs);
@@ -178,11 +182,11 @@ export class Dispatcher {
   /** Give free slots to queued calls, oldest first. */
   private pump(fn: FunctionRuntime, coldMs: number): void {
     while (fn.queued > 0 && fn.freeCount > 0) {
-      const call = fn.dequeue();
+      const now = this.clock.now();
+      const call = fn.dequeue(now);
       if (call === undefined) return;
       const sb = fn.takeFreeSlot();
       if (sb === undefined) return;
-      const now = this.clock.now();
       fn.touch(now);
       call.coldMs = coldMs > 0 ? Math.min(coldMs, now - call.arrivedAt) : 0;
       this.dispatch(fn, call, sb, now);
@@ -214,7 +218,7 @@ export class Dispatcher {
   private failQueued(fn: FunctionRuntime, code: ErrorCode, message: string, retryAfter?: number): void {
     const now = this.clock.now();
     fn.touch(now);
-    for (const call of fn.drainQueue()) this.finish(call, errorResult(code, message, retryAfter));
+    for (const call of fn.drainQueue(now)) this.finish(call, errorResult(code, message, retryAfter));
   }
 
   // -------------------------------------------------------------- sandboxes
@@ -368,7 +372,7 @@ export class Dispatcher {
     const key = `${record.namespace}/${record.name}`;
     const existing = this.functions.get(key);
     if (existing === undefined) {
-      const fn = new FunctionRuntime(record, this.clock.now());
+      const fn = new FunctionRuntime(record, this.clock.now(), this.opts.classes);
       this.functions.set(key, fn);
       return fn;
     }

@@ -1,3 +1,5 @@
+import { ClassQueue } from '../policies/class-queue.js';
+import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import type { Call, SandboxState } from './types.js';
 
@@ -25,7 +27,9 @@ export class FunctionRuntime {
   private areaSince: number;
   private lastTake: number;
 
-  constructor(record: FunctionRecord, now: number) {
+  constructor(record: FunctionRecord, now: number, classes: PriceClassSet) {
+    // Cancelled calls stay in the queue until popped, so the dispatcher bounds live calls, not this queue.
+    this.queue = new ClassQueue<Call>(classes, 2 ** 30);
     this.record = record;
     this.key = `${record.namespace}/${record.name}`;
     this.lastActivity = now;
@@ -90,28 +94,20 @@ export class FunctionRuntime {
     return this.free.length;
   }
 
-  // ---- wait queue: FIFO ring with lazy removal of cancelled calls ----
-  private ring: (Call | undefined)[] = new Array<Call | undefined>(16);
-  private head = 0;
-  private tail = 0;
+  // ---- wait queue: one FIFO per price class (the shard multi-queue policy), lazy removal of cancelled calls ----
+  private readonly queue: ClassQueue<Call>;
 
-  enqueue(call: Call): void {
-    if (this.tail - this.head === this.ring.length) this.grow();
-    this.ring[this.tail % this.ring.length] = call;
-    this.tail++;
+  enqueue(call: Call, now: number): void {
+    this.queue.push(call, call.req.priceClass, now);
     this.queued++;
   }
 
-  /** Next live call, skipping ones that timed out or were aborted while queued. */
-  dequeue(): Call | undefined {
-    while (this.head < this.tail) {
-      const i = this.head % this.ring.length;
-      const c = this.ring[i];
-      this.ring[i] = undefined;
-      this.head++;
-      if (c !== undefined && !c.done) {
+  /** Next live call by price × time waited, skipping ones that timed out or were aborted while queued. */
+  dequeue(now: number): Call | undefined {
+    for (let e = this.queue.pop(now); e !== undefined; e = this.queue.pop(now)) {
+      if (!e.item.done) {
         this.queued--;
-        return c;
+        return e.item;
       }
     }
     return undefined;
@@ -123,18 +119,9 @@ export class FunctionRuntime {
   }
 
   /** Drain every queued call (for failing them all). */
-  drainQueue(): Call[] {
+  drainQueue(now: number): Call[] {
     const out: Call[] = [];
-    for (let c = this.dequeue(); c !== undefined; c = this.dequeue()) out.push(c);
+    for (let c = this.dequeue(now); c !== undefined; c = this.dequeue(now)) out.push(c);
     return out;
-  }
-
-  private grow(): void {
-    const n = this.ring.length;
-    const next = new Array<Call | undefined>(n * 2);
-    for (let k = 0; k < n; k++) next[k] = this.ring[(this.head + k) % n];
-    this.ring = next;
-    this.tail = this.tail - this.head;
-    this.head = 0;
   }
 }
