@@ -18,6 +18,7 @@ export function printRows(rows: Record<string, unknown>[], columns: string[], fo
 
 function fmt(v: unknown): string {
   if (v === undefined || v === null) return '-';
-  if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return v.toString();
+  return JSON.stringify(v);
 }

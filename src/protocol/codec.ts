@@ -24,7 +24,7 @@ function decodeWith<T>(schema: z.ZodType<T>, data: Uint8Array, from: string): T 
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? issue.path.join('.') : '(frame)';
-    const t = typeof raw === 'object' && raw !== null && 't' in raw ? String((raw as { t: unknown }).t) : '?';
+    const t = typeof raw === 'object' && raw !== null && 't' in raw ? String(raw.t) : '?';
     throw new BatonError('protocol_error', `${from} sent an invalid "${t}" frame: ${where}: ${issue?.message ?? 'invalid'}`);
   }
   return parsed.data;

@@ -60,7 +60,16 @@ function write(out: string | undefined, name: string, res: ExperimentOutput): vo
   process.stdout.write(`${res.summary}\n\nwrote ${out}${Object.keys(res.plots).length > 0 ? ` and ${Object.keys(res.plots).join(', ')}` : ''}\n`);
 }
 
-export async function runSimCli(argv: string[]): Promise<void> {
+export function runSimCli(argv: string[]): Promise<void> {
+  try {
+    runSim(argv);
+    return Promise.resolve();
+  } catch (e) {
+    return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+  }
+}
+
+function runSim(argv: string[]): void {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

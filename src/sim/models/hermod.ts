@@ -19,7 +19,7 @@ export class HermodModel implements SchedulerModel {
     private readonly rng: Rng,
   ) {
     this.ps = Array.from({ length: cfg.machines }, () => new ProcessorSharing(cfg.cores));
-    this.invs = Array.from({ length: cfg.machines }, () => new Map());
+    this.invs = Array.from({ length: cfg.machines }, () => new Map<number, Invocation>());
     this.epoch = new Array<number>(cfg.machines).fill(0);
     this.lastChange = new Array<number>(cfg.machines).fill(0);
   }
