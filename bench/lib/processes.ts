@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { terminate } from '../../src/common/terminate.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/baton.js', import.meta.url));
 
@@ -33,15 +34,7 @@ export async function startControlPlaneProcess(dataDir: string, extraArgs: strin
 }
 
 export function stopProcess(proc: ChildProcess | undefined): Promise<void> {
-  if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const force = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    proc.once('exit', () => {
-      clearTimeout(force);
-      resolve();
-    });
-    proc.kill('SIGTERM');
-  });
+  return proc === undefined ? Promise.resolve() : terminate(proc, 5000);
 }
 
 export async function apiJson<T>(base: { url: string; apiKey: string }, method: string, path: string, body?: unknown): Promise<T> {

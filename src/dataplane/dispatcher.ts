@@ -234,22 +234,7 @@ export class Dispatcher {
   createSandbox(fn: FunctionRuntime): boolean {
     const node = this.opts.hooks.place(fn);
     if (node === undefined) return false;
-    const now = this.clock.now();
-    const sb: SandboxState = {
-      id: newId('sb'),
-      fnKey: fn.key,
-      version: fn.version,
-      node,
-      status: 'creating',
-      concurrency: fn.record.spec.concurrency,
-      inflight: 0,
-      calls: new Set(),
-      freeIndex: -1,
-      createdAt: this.clock.wallNow(),
-      requestedAt: now,
-      lastUsed: now,
-    };
-    this.register(fn, sb);
+    const sb = this.register(fn, newId('sb'), node, 'creating');
     fn.pending++;
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
@@ -260,10 +245,27 @@ export class Dispatcher {
     return true;
   }
 
-  private register(fn: FunctionRuntime, sb: SandboxState): void {
+  /** Create the record of a sandbox of the function's current version and index it everywhere. */
+  private register(fn: FunctionRuntime, id: string, node: NodeState, status: 'creating' | 'ready'): SandboxState {
+    const now = this.clock.now();
+    const sb: SandboxState = {
+      id,
+      fnKey: fn.key,
+      version: fn.version,
+      node,
+      status,
+      concurrency: fn.record.spec.concurrency,
+      inflight: 0,
+      calls: new Set(),
+      freeIndex: -1,
+      createdAt: this.clock.wallNow(),
+      requestedAt: now,
+      lastUsed: now,
+    };
     fn.sandboxes.add(sb);
-    sb.node.sandboxes.add(sb);
-    this.sandboxes.set(sb.id, sb);
+    node.sandboxes.add(sb);
+    this.sandboxes.set(id, sb);
+    return sb;
   }
 
   sandboxReady(from: NodeState, id: string, createMs: number): void {
@@ -334,22 +336,8 @@ export class Dispatcher {
   adopt(node: NodeState, report: SandboxReport): boolean {
     const fn = this.functions.get(report.functionKey);
     if (fn === undefined || fn.version !== report.version || this.sandboxes.has(report.sandboxId)) return false;
-    const now = this.clock.now();
-    const sb: SandboxState = {
-      id: report.sandboxId,
-      fnKey: fn.key,
-      version: report.version,
-      node,
-      status: 'ready',
-      concurrency: fn.record.spec.concurrency,
-      inflight: 0,
-      calls: new Set(),
-      freeIndex: -1,
-      createdAt: this.clock.wallNow(),
-      requestedAt: now,
-      lastUsed: now,
-    };
-    this.register(fn, sb);
+    const sb = this.register(fn, report.sandboxId, node, 'ready');
+    const now = sb.requestedAt;
     fn.lastActivity = Math.max(fn.lastActivity, now);
     fn.addFree(sb);
     this.pump(fn, 0);

@@ -6,22 +6,12 @@ import { EdfModel } from './models/edf.js';
 import { HermodModel } from './models/hermod.js';
 import type { SchedulerModel } from './models/model.js';
 import { XxModel, type XxConfig } from './models/xx.js';
+import { DEFAULT_CLUSTER, type ClusterConfig } from './cluster-config.js';
+
+export { DEFAULT_CLUSTER, type ClusterConfig };
 import type { Invocation } from './workload.js';
 
 export type SchedulerName = 'xx' | 'hermod' | 'edf';
-
-export interface ClusterConfig {
-  machines: number;
-  cores: number;
-  shards: number;
-  k: number;
-  idleList: boolean;
-  ramMb: number;
-  swapMb: number;
-  memTickMs: number;
-}
-
-export const DEFAULT_CLUSTER: ClusterConfig = { machines: 100, cores: 8, shards: 4, k: 3, idleList: false, ramMb: Infinity, swapMb: 0, memTickMs: 100 };
 
 export interface RunResult {
   scheduler: SchedulerName;

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { packDirectory } from '../../src/common/bundle.js';
+import { terminate } from '../../src/common/terminate.js';
 
 /**
  * Integration-test harness: starts the real `bin/baton.js` processes on
@@ -129,15 +130,7 @@ export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefi
 }
 
 export function kill(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise((res) => {
-    const force = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    proc.once('exit', () => {
-      clearTimeout(force);
-      res();
-    });
-    proc.kill(signal);
-  });
+  return terminate(proc, 5000, signal);
 }
 
 export async function stopAll(dirs: string[] = []): Promise<void> {

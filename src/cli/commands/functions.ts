@@ -1,22 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { packDirectory } from '../../common/bundle.js';
+import type { FunctionView } from '../../controlplane/function-service.js';
 import { BatonError } from '../../common/errors.js';
 import { call, check, CliError, request, resolveTarget, whoami, type ClientOptions } from '../client.js';
 import { loadManifest } from '../manifest.js';
 import { printRows } from '../output.js';
-
-interface FunctionView {
-  namespace: string;
-  name: string;
-  version: number;
-  runtime: string;
-  priceClass: string;
-  concurrency: number;
-  scale: { min: number; max: number };
-  status: { sandboxes: number; ready: number; inflight: number; queued: number };
-  updatedAt: string;
-}
 
 type Global = ClientOptions & { output: string; namespace?: string };
 

@@ -1,45 +1,36 @@
 import type { Command } from 'commander';
 import { CliError } from '../client.js';
 
-/** Load a compiled module that lives outside src/cli (benchmarks, simulator) with a clear error if it is missing. */
-async function load<T>(relative: string, what: string): Promise<T> {
-  try {
-    return (await import(new URL(relative, import.meta.url).href)) as T;
-  } catch (e) {
-    throw new CliError(`${what} is not available in this build: ${(e as Error).message}`);
-  }
-}
+/**
+ * Commands whose code lives outside src/cli (benchmarks, simulator). They parse
+ * their own arguments, so `baton sim --help` shows the simulator's help, and
+ * are loaded only when used.
+ */
+const TOOLS = [
+  { path: ['bench', 'churn'], what: 'sandbox churn: cold-start sweep against emulated workers (Dirigent method)', module: '../../../bench/churn/run.js', entry: 'runChurnCli' },
+  { path: ['bench', 'coldstart'], what: 'real cold starts on the node runtime, end to end', module: '../../../bench/coldstart/run.js', entry: 'runColdStartCli' },
+  { path: ['sim'], what: 'price-class scheduling simulator (`baton sim --help`)', module: '../../sim/cli.js', entry: 'runSimCli' },
+] as const;
 
 export function registerToolCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks (see bench/README.md)');
-  bench
-    .command('churn')
-    .description('sandbox churn: cold-start sweep against emulated workers (Dirigent method)')
-    .allowUnknownOption()
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const m = await load<{ runChurnCli(argv: string[]): Promise<void> }>('../../../bench/churn/run.js', 'the churn benchmark');
-      await m.runChurnCli(args);
-    });
-  bench
-    .command('coldstart')
-    .description('real cold starts on the node runtime, end to end')
-    .allowUnknownOption()
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const m = await load<{ runColdStartCli(argv: string[]): Promise<void> }>('../../../bench/coldstart/run.js', 'the cold-start benchmark');
-      await m.runColdStartCli(args);
-    });
-  program
-    .command('sim')
-    .description('price-class scheduling simulator (`baton sim --help`)')
-    .allowUnknownOption()
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const m = await load<{ runSimCli(argv: string[]): Promise<void> }>('../../sim/cli.js', 'the simulator');
-      await m.runSimCli(args);
-    });
+  for (const tool of TOOLS) {
+    const parent = tool.path.length === 2 ? bench : program;
+    parent
+      .command(tool.path[tool.path.length - 1] as string)
+      .description(tool.what)
+      .allowUnknownOption()
+      .helpOption(false)
+      .argument('[args...]')
+      .action(async (args: string[]) => {
+        let mod: Record<string, unknown>;
+        try {
+          mod = (await import(new URL(tool.module, import.meta.url).href)) as Record<string, unknown>;
+        } catch (e) {
+          throw new CliError(`\`baton ${tool.path.join(' ')}\` is not available in this build: ${(e as Error).message}`);
+        }
+        const run = mod[tool.entry] as (argv: string[]) => Promise<void>;
+        await run(args);
+      });
+  }
 }

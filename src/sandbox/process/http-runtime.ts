@@ -4,6 +4,7 @@ import { createServer, connect } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { compiledSibling } from '../../common/compiled-path.js';
 import { BatonError } from '../../common/errors.js';
+import { terminate } from '../../common/terminate.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Cgroups } from './cgroups.js';
@@ -87,15 +88,7 @@ class HttpSandbox implements Sandbox {
 
   stop(): Promise<void> {
     this.stopping = true;
-    if (this.shim.exitCode !== null || this.shim.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const force = setTimeout(() => this.shim.kill('SIGKILL'), 4000);
-      this.shim.once('exit', () => {
-        clearTimeout(force);
-        resolve();
-      });
-      this.shim.kill('SIGTERM');
-    });
+    return terminate(this.shim, 4000);
   }
 
   onExit(cb: (reason: string) => void): void {

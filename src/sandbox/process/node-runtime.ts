@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { BatonError } from '../../common/errors.js';
+import { terminate } from '../../common/terminate.js';
 import type { Logger } from '../../common/logger.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
@@ -70,15 +71,7 @@ class NodeSandbox implements Sandbox {
 
   stop(): Promise<void> {
     this.stopping = true;
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const force = setTimeout(() => this.child.kill('SIGKILL'), 2000);
-      this.child.once('exit', () => {
-        clearTimeout(force);
-        resolve();
-      });
-      this.child.kill('SIGTERM');
-    });
+    return terminate(this.child, 2000);
   }
 
   onExit(cb: (reason: string) => void): void {

@@ -5,20 +5,12 @@ import { relieveMemoryPressure, type Resident } from '../../policies/memory-mana
 import { powerOfK } from '../../policies/power-of-k.js';
 import type { PriceClassSet } from '../../policies/price-classes.js';
 import type { Rng } from '../../policies/rng.js';
+import type { ClusterConfig } from '../cluster-config.js';
 import { START_MEM_MB, type Invocation } from '../workload.js';
 import { invariant, type ModelContext, type SchedulerModel } from './model.js';
 
-export interface XxConfig {
-  machines: number;
-  cores: number;
-  shards: number;
-  k: number;
-  idleList: boolean;
-  /** RAM per machine (Infinity = effectively unlimited) and swap per machine, MB. */
-  ramMb: number;
-  swapMb: number;
-  /** How often machines check memory and report to the idle lists. */
-  memTickMs: number;
+export interface XxConfig extends ClusterConfig {
+  /** Free memory at which a machine joins an idle list, and the change that rewrites its entry, MB. */
   idleJoinMb: number;
   idleDeltaMb: number;
 }
