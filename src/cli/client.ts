@@ -22,8 +22,9 @@ export interface Target {
 
 /** --gateway/--api-key, else BATON_GATEWAY/BATON_API_KEY, else ./.baton/credentials.json. */
 export function resolveTarget(o: ClientOptions, cwd = process.cwd()): Target {
-  let gateway = o.gateway ?? process.env['BATON_GATEWAY'];
-  let apiKey = o.apiKey ?? process.env['BATON_API_KEY'];
+  // an empty variable counts as unset
+  let gateway = o.gateway ?? (process.env['BATON_GATEWAY'] || undefined);
+  let apiKey = o.apiKey ?? (process.env['BATON_API_KEY'] || undefined);
   const credsPath = join(cwd, '.baton', 'credentials.json');
   if ((gateway === undefined || apiKey === undefined) && existsSync(credsPath)) {
     try {
