@@ -7,6 +7,7 @@ import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
 import { DEFAULT_PRICE_CLASSES, PriceClassSet, type PriceClassDef } from '../policies/price-classes.js';
+import { createRng } from '../policies/rng.js';
 import type { NodeState } from '../dataplane/types.js';
 import { SqliteStore } from '../storage/sqlite-store.js';
 import { Authenticator } from './auth.js';
@@ -42,6 +43,8 @@ export interface ControlPlaneOptions {
   workerGraceMs?: number;
   /** The fixed set of price classes (default batch 0.5, standard 1, interactive 1.5, critical 2). */
   priceClasses?: readonly PriceClassDef[];
+  /** Seed of the random choices in placement (default: the start time). */
+  seed?: number;
   /** How long to keep retrying when the port is busy (e.g. TIME_WAIT after a crash). */
   listenTimeoutMs?: number;
   clock?: Clock;
@@ -133,7 +136,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     },
   });
   const nodes: NodeRegistry = new NodeRegistry({ clock, log: o.logger.child({ component: 'nodes' }), dispatcher, heartbeatTimeoutMs });
-  const placement: Placement = new Placement(nodes);
+  const placement: Placement = new Placement(nodes, createRng(o.seed ?? Date.now()));
   const metrics = new ControlPlaneMetrics(dispatcher, nodes);
   const functions = new FunctionService(store, dispatcher, clock, priceClasses, maxBundleBytes);
   const loaded = functions.loadAll();

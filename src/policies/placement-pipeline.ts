@@ -58,7 +58,12 @@ export class PlacementPipeline {
   }
 
   place(nodes: readonly NodeView[], req: PlacementRequest, rng: Rng): number {
-    const n = nodes.length;
+    return this.placeAmong(nodes.length, (i) => nodes[i] as NodeView, req, rng);
+  }
+
+  /** The same over `count` candidates whose views are built on demand (only the sampled ones are). */
+  placeAmong(count: number, view: (i: number) => NodeView, req: PlacementRequest, rng: Rng): number {
+    const n = count;
     if (n === 0) return -1;
     const k = this.cfg.sampleK <= 0 || this.cfg.sampleK >= n ? n : this.cfg.sampleK;
     let best = -1;
@@ -72,7 +77,7 @@ export class PlacementPipeline {
         while (tried.includes(i));
         tried.push(i);
       }
-      const node = nodes[i] as NodeView;
+      const node = view(i);
       if (!this.cfg.filters.every((f) => f.accept(node, req))) continue;
       let s = 0;
       for (const { plugin, weight } of this.cfg.scorers) s += weight * plugin.score(node, req);

@@ -180,6 +180,11 @@ describe('relieveMemoryPressure', () => {
     expect(d3).toEqual({ swapOut: [3, 2], kill: [] });
   });
 
+  it('swaps what fits, then kills once swap is full', () => {
+    // 1200 MB in 600 MB of RAM, 400 MB of swap: batch(1) is swapped out, then standard(2) no longer fits and is killed
+    expect(relieveMemoryPressure([r(1, 0, 400), r(2, 1, 400), r(3, 2, 400)], 600, 400)).toEqual({ swapOut: [1], kill: [2] });
+  });
+
   it('kills when swap is exhausted, lowest class and not-running first', () => {
     const d = relieveMemoryPressure([r(1, 3, 600), r(2, 0, 600), r(3, 2, 600, true)], 1000, 500);
     // 1800 in RAM, nothing fits the 500 MB swap: kill batch(2), then critical(1) (not running) before the running one
