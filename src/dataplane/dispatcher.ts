@@ -235,7 +235,6 @@ export class Dispatcher {
     const node = this.opts.hooks.place(fn);
     if (node === undefined) return false;
     const sb = this.register(fn, newId('sb'), node, 'creating');
-    fn.pending++;
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
     if (!node.send({ t: 'create', sandboxId: sb.id, spec: sandboxSpec(fn.record) })) {
@@ -277,7 +276,6 @@ export class Dispatcher {
       this.deleteSandbox(sb);
       return;
     }
-    fn.pending--;
     fn.addFree(sb);
     this.pump(fn, Math.max(createMs, 0.001));
   }
@@ -309,7 +307,6 @@ export class Dispatcher {
     if (fn !== undefined) {
       fn.removeFree(sb);
       fn.sandboxes.delete(sb);
-      if (sb.status === 'creating' && sb.version === fn.version) fn.pending--;
     }
     for (const call of [...sb.calls]) {
       this.calls.delete(call.id);
@@ -369,7 +366,6 @@ export class Dispatcher {
       return existing;
     }
     existing.record = record;
-    existing.pending = 0;
     // Sandboxes of the old version drain and go; ones still being created are deleted when they report ready.
     for (const sb of [...existing.sandboxes]) if (sb.status !== 'creating') this.deleteSandbox(sb);
     if (existing.queued > 0) this.coldStart(existing);

@@ -14,8 +14,6 @@ export class FunctionRuntime {
   readonly sandboxes = new Set<SandboxState>();
   /** Ready sandboxes of the current version with at least one free slot. */
   private readonly free: SandboxState[] = [];
-  /** Sandboxes being created for the current version. */
-  pending = 0;
   /** Calls running on a sandbox. */
   inflight = 0;
   /** Calls waiting in the queue (not counting cancelled ones). */
