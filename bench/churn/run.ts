@@ -19,6 +19,8 @@ export interface ChurnOptions {
   createMs: number;
   execMs: number;
   out?: string;
+  /** Write a V8 CPU profile of the control plane into this directory. */
+  profileDir?: string;
 }
 
 export interface ChurnResult {
@@ -42,6 +44,7 @@ const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep
   --create-ms MS     emulated sandbox creation time (default 0)
   --exec-ms MS       emulated execution time (default 0)
   --out FILE         write the results as JSON
+  --profile DIR      write a CPU profile of the control plane (.cpuprofile) into DIR
 
 Every function has max scale 1 and a keep-alive shorter than the cooldown, so every
 invocation is a cold start. Starts its own control plane and fleet as child processes.
@@ -58,6 +61,7 @@ export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
       'create-ms': { type: 'string', default: '0' },
       'exec-ms': { type: 'string', default: '0' },
       out: { type: 'string' },
+      profile: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -78,6 +82,7 @@ export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
     execMs: num('exec-ms', values['exec-ms'], 0),
   };
   if (values.out !== undefined) o.out = values.out;
+  if (values.profile !== undefined) o.profileDir = values.profile;
   return o;
 }
 
@@ -164,7 +169,8 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
   const onSignal = (): void => void cleanup().then(() => process.exit(130));
   process.once('SIGINT', onSignal);
   try {
-    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000']);
+    const nodeArgs = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir];
+    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000'], nodeArgs);
     fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), cp.joinToken, String(o.workers), join(dir, 'fleet'), String(o.createMs), String(o.execMs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     progress(`waiting for ${o.workers} emulated workers to join`);
     await waitForNodes(cp, o.workers, 60_000);

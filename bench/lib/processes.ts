@@ -14,8 +14,8 @@ export interface Started {
 }
 
 /** Start `baton controlplane` as a child process on a free port and wait for its gateway line. */
-export async function startControlPlaneProcess(dataDir: string, extraArgs: string[] = []): Promise<Started> {
-  const proc = spawn(process.execPath, [BIN, 'controlplane', '--port', '0', '--data-dir', dataDir, '--log-level', 'error', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startControlPlaneProcess(dataDir: string, extraArgs: string[] = [], nodeArgs: string[] = []): Promise<Started> {
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'controlplane', '--port', '0', '--data-dir', dataDir, '--log-level', 'error', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stderr?.on('data', (d: Buffer) => {
     out += d.toString();
