@@ -24,10 +24,3 @@ export function parseDuration(input: string | number, what = 'duration'): number
   }
   return total;
 }
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${+(ms / 1000).toFixed(2)}s`;
-  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(2)}m`;
-  return `${+(ms / 3_600_000).toFixed(2)}h`;
-}

@@ -80,14 +80,6 @@ export class BatonError extends Error {
   }
 }
 
-export function statusOf(code: ErrorCode): number {
-  return STATUS[code];
-}
-
-export function isBatonError(e: unknown): e is BatonError {
-  return e instanceof BatonError;
-}
-
 /** Wrap anything thrown into a BatonError without losing the original. */
 export function asBatonError(e: unknown): BatonError {
   if (e instanceof BatonError) return e;

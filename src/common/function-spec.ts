@@ -51,8 +51,6 @@ export const functionSpecSchema = z
     }
   });
 
-export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
-
 export interface FunctionSpec {
   runtime: 'node' | 'http';
   handler?: string;

@@ -79,7 +79,7 @@ export class Exchange {
     });
   }
 
-  send(status: number, headers: Record<string, string>, body: Uint8Array | string, close = false): void {
+  send(status: number, headers: Record<string, string>, body: Uint8Array | string): void {
     if (this.aborted || this.responded) return;
     this.responded = true;
     this.res.cork(() => {
@@ -88,7 +88,7 @@ export class Exchange {
         const v = headers[k];
         if (v !== undefined && k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection') this.res.writeHeader(k, v);
       }
-      this.res.end(body, close);
+      this.res.end(body);
     });
   }
 

@@ -5,7 +5,7 @@ import { CorePool } from './core-pool.js';
 import { IdleLists } from './idle-list.js';
 import { PriorityMachineScheduler, type MachineTask } from './machine-scheduler.js';
 import { relieveMemoryPressure, type Resident } from './memory-manager.js';
-import { PlacementPipeline, capacityFit, codeLocality, leastLoaded, type NodeView } from './placement-pipeline.js';
+import { PlacementPipeline, capacityFit, codeLocality, idlePreferred, leastLoaded, type NodeView } from './placement-pipeline.js';
 import { powerOfK } from './power-of-k.js';
 import { PriceClassSet } from './price-classes.js';
 import { createRng } from './rng.js';
@@ -225,5 +225,7 @@ describe('PlacementPipeline', () => {
     expect(byCode.place(nodes, { memoryHintMb: 100 }, createRng(1))).toBe(1);
     expect(byCode.place([node('x', { freeMemoryMb: 1 })], { memoryHintMb: 100 }, createRng(1))).toBe(-1);
     expect(byCode.place([], { memoryHintMb: 0 }, createRng(1))).toBe(-1);
+    const byIdle = new PlacementPipeline({ filters: [], scorers: [{ plugin: leastLoaded, weight: 1 }, { plugin: idlePreferred, weight: 2 }], sampleK: 0 });
+    expect(byIdle.place([node('a', {}), node('b', { running: 4, idle: true })], { memoryHintMb: 0 }, createRng(1))).toBe(1);
   });
 });
