@@ -79,6 +79,7 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
     headers['x-call-id'] = r.callId;
     headers['server-timing'] = serverTiming(r);
     const body = r.error !== undefined ? JSON.stringify({ error: r.error }) : r.body;
-    ex.send(r.status, headers, body);
+    // usually called from a worker's WebSocket message: write outside that callback
+    ex.sendSoon(r.status, headers, body);
   }
 }
