@@ -20,6 +20,7 @@ export class StemCellPool {
     private readonly size: number,
     private readonly log: Logger,
     private readonly runnerPath = RUNNER_PATH,
+    private readonly refillDelayMs = 50,
   ) {
     if (!Number.isInteger(size) || size < 0) throw new RangeError(`stemCells must be a non-negative integer, got ${size}`);
     this.refill();
@@ -29,13 +30,29 @@ export class StemCellPool {
     return this.idle.length;
   }
 
-  /** A started runner: from the pool when one is ready, else a fresh one. */
+  /**
+   * A started runner: from the pool when one is ready, else a fresh one. The
+   * pool refills a little later, so booting the replacement (tens of ms of
+   * CPU) does not compete with the cold start that just took a runner.
+   */
   async take(): Promise<ChildProcess> {
     let child = this.idle.pop();
     while (child !== undefined && (child.exitCode !== null || child.signalCode !== null || !child.connected)) child = this.idle.pop();
-    this.refill();
-    return child ?? (await this.spawn());
+    if (child === undefined) {
+      this.refill();
+      return this.spawn();
+    }
+    if (this.refillTimer === undefined) {
+      this.refillTimer = setTimeout(() => {
+        this.refillTimer = undefined;
+        this.refill();
+      }, this.refillDelayMs);
+      this.refillTimer.unref();
+    }
+    return child;
   }
+
+  private refillTimer: NodeJS.Timeout | undefined;
 
   private refill(): void {
     while (!this.closed && this.idle.length + this.starting < this.size) {
@@ -82,6 +99,7 @@ export class StemCellPool {
 
   close(): void {
     this.closed = true;
+    if (this.refillTimer !== undefined) clearTimeout(this.refillTimer);
     for (const c of this.idle.splice(0)) c.kill('SIGKILL');
   }
 }
