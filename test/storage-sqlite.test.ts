@@ -37,6 +37,18 @@ describe('SqliteStore', () => {
     expect(store.getBundle(a.record.bundleHash)).toBeUndefined();
   });
 
+  it('keeps the incarnation across updates and issues a new one after delete and re-create', () => {
+    const a = store.putFunction('default', 'f', spec, {}, new Uint8Array([1]), 1).record;
+    const b = store.putFunction('default', 'f', spec, {}, new Uint8Array([2]), 2).record;
+    expect(b.version).toBe(2);
+    expect(b.incarnation).toBe(a.incarnation);
+    expect(store.deleteFunction('default', 'f')).toBe(true);
+    const c = store.putFunction('default', 'f', spec, {}, new Uint8Array([1]), 3).record;
+    expect(c.version).toBe(1);
+    expect(c.incarnation).not.toBe(a.incarnation);
+    expect(c.incarnation).toMatch(/^fi_/);
+  });
+
   it('survives reopening: functions, keys and settings persist', () => {
     store.putFunction('default', 'hello', spec, {}, undefined, 1);
     store.addApiKey('h1', { namespace: null, label: 'admin' }, 1);

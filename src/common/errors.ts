@@ -19,6 +19,9 @@ export type ErrorCode =
   | 'function_error'
   | 'no_capacity'
   | 'protocol_error'
+  | 'response_too_large'
+  | 'memory_pressure'
+  | 'budget_exceeded'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -37,6 +40,9 @@ const STATUS: Record<ErrorCode, number> = {
   no_capacity: 503,
   timeout: 504,
   protocol_error: 400,
+  response_too_large: 502,
+  memory_pressure: 503,
+  budget_exceeded: 429,
   internal: 500,
 };
 

@@ -59,7 +59,8 @@ export class AutoscalerLoop {
       const { desired } = s.kpa.decide(now, current, fn.lastActivity);
       if (desired > current) {
         for (let i = current; i < desired; i++) if (!this.dispatcher.createSandbox(fn)) break;
-      } else if (desired < current) {
+      } else if (desired < current && now >= fn.holdScaleDownUntil) {
+        // (held after a restart: adopted sandboxes stay until the autoscaler has seen a stable window)
         this.scaleDown(fn, current - desired);
       }
     }

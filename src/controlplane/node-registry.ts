@@ -72,6 +72,14 @@ export class NodeRegistry {
     node.freeMemoryMb = freeMemoryMb;
   }
 
+  /** The worker is stopping: no new sandboxes on it; its sandboxes drain and go. */
+  draining(node: NodeState, timeoutMs: number): void {
+    if (node.status !== 'ready') return;
+    this.setStatus(node, 'draining');
+    this.opts.log.info({ node: node.name, nodeId: node.id, timeoutMs }, 'worker draining: finishing its calls before it stops');
+    this.opts.dispatcher.nodeDraining(node);
+  }
+
   /**
    * The connection closed. The node's sandboxes are forgotten at once and their
    * in-flight calls failed (their results can no longer arrive); if the worker

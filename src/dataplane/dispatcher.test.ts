@@ -14,6 +14,7 @@ function record(over: Record<string, unknown> = {}, version = 1): FunctionRecord
     namespace: 'default',
     name: 'f',
     version,
+    incarnation: 'fi_1',
     spec: compileFunctionSpec({ runtime: 'http', command: ['x'], timeout: '1s', ...over }),
     source: {},
     bundleHash: '',
@@ -55,7 +56,7 @@ describe('Dispatcher', () => {
   const reply = (r: InvocationResult): void => void results.push(r);
   const frames = (t: ControlFrame['t']): ControlFrame[] => sent.filter((f) => f.t === t);
   const answer = (callId: string, status = 200): void =>
-    d.result(n1, { t: 'result', callId, status, headers: {}, body: new Uint8Array([1]), execMs: 1 });
+    d.result(n1, { t: 'result', callId, sandboxId: (sent.find((f) => f.t === 'invoke' && f.callId === callId) as { sandboxId: string } | undefined)?.sandboxId ?? '?', status, headers: {}, body: new Uint8Array([1]), execMs: 1 });
 
   beforeEach(() => {
     vi.useFakeTimers();
@@ -69,7 +70,8 @@ describe('Dispatcher', () => {
       classes,
       log: silentLogger(),
       maxQueuePerFunction: 3,
-      hooks: { place: () => n1, awaitingWorkers: () => workersExpected },
+      maxWaitMs: 5000,
+      hooks: { place: () => (n1.status === 'ready' ? n1 : undefined), awaitingWorkers: () => workersExpected },
     });
   });
   afterEach(() => vi.useRealTimers());
@@ -129,11 +131,14 @@ describe('Dispatcher', () => {
     expect(results[0]?.headers['retry-after']).toBe('1');
   });
 
-  it('a queued call times out with 504 and is skipped when a slot frees', () => {
+  it('a queued call times out with 504 after the wait limit and is skipped when a slot frees', () => {
     const fn = d.upsertFunction(record());
     d.invoke(fn, req, reply);
-    vi.advanceTimersByTime(1001);
+    vi.advanceTimersByTime(4999);
+    expect(results).toHaveLength(0);
+    vi.advanceTimersByTime(2);
     expect(results[0]?.status).toBe(504);
+    expect(results[0]?.error?.message).toMatch(/waited \d+ ms for a sandbox.*has been starting/);
     expect(fn.queued).toBe(0);
     d.sandboxReady(n1, (frames('create')[0] as { sandboxId: string }).sandboxId, 1);
     expect(frames('invoke')).toHaveLength(0);
@@ -170,10 +175,11 @@ describe('Dispatcher', () => {
 
   it('adopts reported sandboxes of the current version only', () => {
     const fn = d.upsertFunction(record({}, 3));
-    expect(d.adopt(n1, { sandboxId: 'old', functionKey: 'default/f', version: 2, inflight: 0 })).toBe(false);
-    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, inflight: 0 })).toBe(true);
-    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, inflight: 0 })).toBe(false);
-    expect(d.adopt(n1, { sandboxId: 'x', functionKey: 'default/none', version: 1, inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'old', functionKey: 'default/f', version: 2, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'other', functionKey: 'default/f', version: 3, incarnation: 'fi_before_delete', inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(true);
+    expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    expect(d.adopt(n1, { sandboxId: 'x', functionKey: 'default/none', version: 1, incarnation: 'fi_1', inflight: 0 })).toBe(false);
     d.invoke(fn, req, reply);
     expect(frames('create')).toHaveLength(0);
     expect((frames('invoke')[0] as { sandboxId: string }).sandboxId).toBe('cur');
@@ -191,5 +197,114 @@ describe('Dispatcher', () => {
     expect(frames('delete')).toHaveLength(1);
     d.invoke(fn, req, reply);
     expect(frames('create')).toHaveLength(2);
+  });
+
+  // ---- lifecycle under faults ----
+
+  const sbOf = (i = 0): string => (frames('create')[i] as { sandboxId: string }).sandboxId;
+  const callOf = (i: number): string => (frames('invoke')[i] as { callId: string }).callId;
+
+  it('a lost worker leaves no ghost: its sandbox never gets calls again and the function can scale to zero', () => {
+    const fn = d.upsertFunction(record({ concurrency: 2 }));
+    d.invoke(fn, req, reply);
+    d.sandboxReady(n1, sbOf(), 1);
+    d.invoke(fn, req, reply); // second slot of the same sandbox
+    expect(frames('invoke')).toHaveLength(2);
+    d.nodeLost(n1, 'killed');
+    expect(results.map((r) => r.status)).toEqual([502, 502]);
+    expect(d.sandboxes.size).toBe(0);
+    expect(fn.freeCount).toBe(0);
+    expect(fn.inflight).toBe(0);
+    expect(fn.scale).toBe(0);
+    expect(n1.inflight).toBe(0);
+    // the next call starts a new sandbox instead of waiting on the dead one
+    d.invoke(fn, req, reply);
+    expect(frames('invoke')).toHaveLength(2);
+    expect(frames('create')).toHaveLength(2);
+  });
+
+  it('deleting a function with a call in flight deletes its sandbox when the call ends', () => {
+    const fn = d.upsertFunction(record());
+    d.invoke(fn, req, reply);
+    d.sandboxReady(n1, sbOf(), 1);
+    d.removeFunction('default/f');
+    expect(frames('delete')).toHaveLength(0);
+    answer(callOf(0));
+    expect(results[0]?.status).toBe(200);
+    expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: sbOf() }]);
+    expect(d.sandboxes.size).toBe(0);
+    // one still being created when the function goes is deleted when it reports ready
+    const fn2 = d.upsertFunction(record({}, 1));
+    d.invoke(fn2, req, reply);
+    d.removeFunction('default/f');
+    d.sandboxReady(n1, sbOf(1), 1);
+    expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(), sbOf(1)]);
+    expect(d.sandboxes.size).toBe(0);
+  });
+
+  it('a sandbox ready that the control plane does not track (created before a reconnect) is deleted', () => {
+    d.sandboxReady(n1, 'sb-from-before', 12);
+    expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: 'sb-from-before' }]);
+  });
+
+  it('an adopted sandbox keeps the calls the worker reported running; their slots free when the worker reports them done', () => {
+    const fn = d.upsertFunction(record({ concurrency: 1, scale: { max: 1 } }));
+    expect(d.adopt(n1, { sandboxId: 'busy', functionKey: 'default/f', version: 1, incarnation: 'fi_1', inflight: 1 })).toBe(true);
+    d.invoke(fn, req, reply);
+    expect(frames('invoke')).toHaveLength(0); // waits: the only slot is taken
+    expect(fn.queued).toBe(1);
+    // the worker finishes the call it had before the restart (unknown to us)
+    d.result(n1, { t: 'result', callId: 'call-from-before', sandboxId: 'busy', status: 200, headers: {}, body: new Uint8Array(), execMs: 5 });
+    expect(frames('invoke')).toHaveLength(1);
+    expect((frames('invoke')[0] as { sandboxId: string }).sandboxId).toBe('busy');
+    // a stray result for the same sandbox frees nothing more
+    d.result(n1, { t: 'result', callId: 'call-from-before', sandboxId: 'busy', status: 200, headers: {}, body: new Uint8Array(), execMs: 5 });
+    expect(fn.freeCount).toBe(0);
+    expect(fn.holdScaleDownUntil).toBeGreaterThan(now);
+  });
+
+  it('a cancelled queued call leaves its queue at once and drops its body', () => {
+    const fn = d.upsertFunction(record());
+    const body = new Uint8Array(1024);
+    const call = d.invoke(fn, { ...req, body }, reply);
+    expect(fn.queued).toBe(1);
+    d.cancel(call);
+    expect(fn.queued).toBe(0);
+    expect(call.req.body.byteLength).toBe(0);
+    d.sandboxReady(n1, sbOf(), 1);
+    expect(frames('invoke')).toHaveLength(0);
+    expect(results).toHaveLength(0); // a cancelled call is never answered
+  });
+
+  it('time spent waiting does not eat into the execution timeout', () => {
+    const fn = d.upsertFunction(record({ timeout: '1s' }));
+    d.invoke(fn, req, reply);
+    now = 900;
+    vi.advanceTimersByTime(900);
+    d.sandboxReady(n1, sbOf(), 900);
+    const inv = frames('invoke')[0] as { timeoutMs: number };
+    expect(inv.timeoutMs).toBe(1000);
+    // the control plane answers for a silent worker only after the timeout plus its grace
+    vi.advanceTimersByTime(1500);
+    expect(results).toHaveLength(0);
+    vi.advanceTimersByTime(1600);
+    expect(results[0]?.status).toBe(504);
+    expect(results[0]?.error?.message).toMatch(/did not answer within its timeout of 1000 ms/);
+  });
+
+  it('a draining worker gets no new sandboxes; idle ones go now, busy ones after their calls', () => {
+    const fn = d.upsertFunction(record({ concurrency: 1 }));
+    d.invoke(fn, req, reply);
+    d.sandboxReady(n1, sbOf(), 1);
+    fn.record.spec.scale.max = 2;
+    d.createSandbox(fn);
+    d.sandboxReady(n1, sbOf(1), 1);
+    n1.status = 'draining';
+    d.nodeDraining(n1);
+    expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1)]);
+    answer(callOf(0));
+    expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1), sbOf()]);
+    expect(d.sandboxes.size).toBe(0);
+    expect(d.createSandbox(fn)).toBe(false);
   });
 });

@@ -23,10 +23,18 @@ export interface DispatcherOptions {
   classes: PriceClassSet;
   log: Logger;
   maxQueuePerFunction: number;
+  /** How long a call may wait for a sandbox (queued or cold-starting), apart from its execution timeout. */
+  maxWaitMs?: number;
+  /** Past a dispatched call's timeout, how long to wait for the worker's own timeout answer before giving up on it. */
+  execGraceMs?: number;
   hooks: DispatcherHooks;
 }
 
+const DEFAULT_MAX_WAIT_MS = 30_000;
+const DEFAULT_EXEC_GRACE_MS = 2_000;
+
 const ENCODER = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 
 function errorResult(code: ErrorCode, message: string, retryAfter?: number): Omit<InvocationResult, 'timing' | 'callId'> {
   const err = new BatonError(code, message);
@@ -49,10 +57,14 @@ export class Dispatcher {
   private readonly calls = new Map<string, Call>();
   private readonly clock: Clock;
   private readonly log: Logger;
+  private readonly maxWaitMs: number;
+  private readonly execGraceMs: number;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.clock = opts.clock;
     this.log = opts.log;
+    this.maxWaitMs = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
+    this.execGraceMs = opts.execGraceMs ?? DEFAULT_EXEC_GRACE_MS;
   }
 
   // ------------------------------------------------------------------ calls
@@ -68,6 +80,7 @@ export class Dispatcher {
       dispatchedAt: -1,
       coldMs: 0,
       sandbox: undefined,
+      queueEntry: undefined,
       done: false,
       timer: undefined,
       reply,
@@ -77,48 +90,65 @@ export class Dispatcher {
     const sb = fn.takeFreeSlot();
     if (sb !== undefined) {
       this.dispatch(fn, call, sb, now);
-    } else {
-      if (fn.queued >= this.opts.maxQueuePerFunction) {
-        this.finish(call, errorResult('overloaded', `function ${fn.key} has ${fn.queued} calls queued, the limit; retry later`, 1));
-        return call;
-      }
-      call.enqueuedAt = now;
-      fn.enqueue(call, now);
-      if (fn.scale === 0 && !this.coldStart(fn)) return call;
+      return call;
     }
-    if (!call.done) call.timer = setTimeout(() => this.timeout(call), fn.record.spec.timeoutMs);
+    if (fn.queued >= this.opts.maxQueuePerFunction) {
+      this.finish(call, errorResult('overloaded', `function ${fn.key} has ${fn.queued} calls queued, the limit; retry later`, 1));
+      return call;
+    }
+    call.enqueuedAt = now;
+    fn.enqueue(call, now);
+    call.timer = setTimeout(() => this.waitExpired(call), this.maxWaitMs);
+    if (fn.scale === 0) this.coldStart(fn);
     return call;
   }
 
-  /** The caller went away: drop the call without answering. */
+  /** The caller went away: drop the call without answering; a queued call leaves the queue now. */
   cancel(call: Call): void {
     if (call.done) return;
     call.done = true;
     if (call.timer !== undefined) clearTimeout(call.timer);
-    if (call.sandbox === undefined && call.enqueuedAt >= 0) {
-      const fn = this.functions.get(`${call.fn.namespace}/${call.fn.name}`);
-      if (fn !== undefined) {
-        fn.touch(this.clock.now());
-        fn.forgetQueued();
-      }
-    }
+    call.timer = undefined;
+    if (call.sandbox === undefined) this.unqueue(call);
   }
 
-  private timeout(call: Call): void {
+  private unqueue(call: Call): void {
+    if (call.queueEntry === undefined) return;
+    const fn = this.functions.get(`${call.fn.namespace}/${call.fn.name}`);
+    if (fn !== undefined) {
+      fn.touch(this.clock.now());
+      fn.removeQueued(call);
+    }
+    call.queueEntry = undefined;
+    // the body can be large: let it go now rather than when the caller's objects die
+    call.req.body = EMPTY;
+  }
+
+  /** A queued call found no sandbox within the wait bound (its execution timeout has not started). */
+  private waitExpired(call: Call): void {
+    call.timer = undefined;
+    if (call.done || call.sandbox !== undefined) return;
+    this.unqueue(call);
+    const fn = this.functions.get(`${call.fn.namespace}/${call.fn.name}`);
+    const waited = Math.round(this.clock.now() - call.arrivedAt);
+    let why = '';
+    if (fn !== undefined) {
+      const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.version === fn.version);
+      if (starting.length > 0) {
+        const oldest = starting.reduce((a, b) => (a.requestedAt < b.requestedAt ? a : b));
+        why = `; its sandbox on worker ${oldest.node.name} has been starting for ${Math.round(this.clock.now() - oldest.requestedAt)} ms${fn.record.spec.runtime === 'http' ? ' (an http function must listen on $PORT)' : ''}`;
+      } else if (fn.scale > 0) why = `; all ${fn.scale} sandboxes were busy`;
+      else why = '; no worker could take a new sandbox';
+    }
+    this.finish(call, errorResult('timeout', `waited ${waited} ms for a sandbox of ${call.fn.namespace}/${call.fn.name} (the control plane's wait limit is ${this.maxWaitMs} ms)${why}`));
+  }
+
+  /** A dispatched call's worker never answered, even after its own timeout: answer for it. */
+  private execExpired(call: Call): void {
     call.timer = undefined;
     if (call.done) return;
-    const ms = call.fn.spec.timeoutMs;
-    if (call.sandbox === undefined) {
-      const fn = this.functions.get(`${call.fn.namespace}/${call.fn.name}`);
-      if (fn !== undefined) {
-        fn.touch(this.clock.now());
-        fn.forgetQueued();
-      }
-      this.finish(call, errorResult('timeout', `no sandbox of ${call.fn.namespace}/${call.fn.name} became free within the function's timeout of ${ms} ms`));
-    } else {
-      // The slot stays taken until the worker answers (it stops the invocation at the same deadline).
-      this.finish(call, errorResult('timeout', `function ${call.fn.namespace}/${call.fn.name} did not answer within its timeout of ${ms} ms`));
-    }
+    // The slot stays taken until the worker answers or the sandbox goes.
+    this.finish(call, errorResult('timeout', `function ${call.fn.namespace}/${call.fn.name} did not answer within its timeout of ${call.fn.spec.timeoutMs} ms`));
   }
 
   private dispatch(fn: FunctionRuntime, call: Call, sb: SandboxState, now: number): void {
@@ -129,7 +159,9 @@ export class Dispatcher {
     fn.inflight++;
     sb.node.inflight++;
     this.calls.set(call.id, call);
-    const remaining = Math.max(1, Math.ceil(call.fn.spec.timeoutMs - (now - call.arrivedAt)));
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    // The function's timeout bounds execution only, from dispatch; the worker enforces it.
+    call.timer = setTimeout(() => this.execExpired(call), call.fn.spec.timeoutMs + this.execGraceMs);
     const sent = sb.node.send({
       t: 'invoke',
       callId: call.id,
@@ -138,7 +170,7 @@ export class Dispatcher {
       path: call.req.path,
       headers: call.req.headers,
       body: call.req.body,
-      timeoutMs: remaining,
+      timeoutMs: call.fn.spec.timeoutMs,
       priceClass: call.req.priceClass,
     });
     if (!sent) this.sandboxLost(sb, `worker ${sb.node.name} is not connected`);
@@ -148,38 +180,50 @@ export class Dispatcher {
   result(from: NodeState, frame: ResultFrame): void {
     const call = this.calls.get(frame.callId);
     if (call === undefined || call.sandbox?.node !== from) {
-      this.log.debug({ callId: frame.callId }, 'result for an unknown call (answered already or from before a restart)');
+      this.adoptedCallDone(from, frame.sandboxId);
       return;
     }
     this.calls.delete(frame.callId);
     const sb = call.sandbox;
-    const fn = this.functions.get(`${call.fn.namespace}/${call.fn.name}`);
-    if (sb !== undefined) this.releaseSlot(fn, sb, call);
+    this.releaseSlot(sb, call);
     const res: Omit<InvocationResult, 'timing' | 'callId'> = { status: frame.status, headers: frame.headers, body: frame.body };
     if (frame.error !== undefined) res.error = frame.error as WireError;
     this.finish(call, res, frame.execMs);
-    if (fn !== undefined && sb !== undefined) this.afterRelease(fn, sb);
+    this.afterRelease(sb);
   }
 
-  private releaseSlot(fn: FunctionRuntime | undefined, sb: SandboxState, call: Call): void {
+  /** A call we do not know finished: one that was running when its sandbox was adopted after a restart. */
+  private adoptedCallDone(from: NodeState, sandboxId: string): void {
+    const sb = this.sandboxes.get(sandboxId);
+    if (sb === undefined || sb.node !== from || sb.phantom === 0) {
+      this.log.debug({ sandboxId }, 'result for an unknown call (answered already or from before a restart)');
+      return;
+    }
+    sb.phantom--;
+    sb.inflight--;
+    sb.node.inflight--;
+    sb.fn.addFree(sb);
+    this.afterRelease(sb);
+  }
+
+  private releaseSlot(sb: SandboxState, call: Call): void {
     sb.calls.delete(call);
     sb.inflight--;
     sb.node.inflight--;
-    if (fn !== undefined) {
-      const now = this.clock.now();
-      fn.touch(now);
-      fn.inflight--;
-      fn.lastActivity = now;
-      fn.addFree(sb);
-    }
+    const fn = sb.fn;
+    const now = this.clock.now();
+    fn.touch(now);
+    fn.inflight--;
+    fn.lastActivity = now;
+    fn.addFree(sb);
   }
 
-  private afterRelease(fn: FunctionRuntime, sb: SandboxState): void {
+  private afterRelease(sb: SandboxState): void {
     if (sb.status === 'draining' && sb.inflight === 0) this.deleteSandbox(sb);
-    else this.pump(fn, 0);
+    else if (sb.status === 'ready') this.pump(sb.fn, 0);
   }
 
-  /** Give free slots to queued calls, oldest first. */
+  /** Give free slots to queued calls, chosen by price × time waited. */
   private pump(fn: FunctionRuntime, coldMs: number): void {
     while (fn.queued > 0 && fn.freeCount > 0) {
       const now = this.clock.now();
@@ -197,6 +241,7 @@ export class Dispatcher {
     if (call.done) return;
     call.done = true;
     if (call.timer !== undefined) clearTimeout(call.timer);
+    call.timer = undefined;
     const now = this.clock.now();
     const waited = (call.dispatchedAt >= 0 ? call.dispatchedAt : now) - call.arrivedAt;
     let queueMs = 0;
@@ -216,9 +261,8 @@ export class Dispatcher {
   }
 
   private failQueued(fn: FunctionRuntime, code: ErrorCode, message: string, retryAfter?: number): void {
-    const now = this.clock.now();
-    fn.touch(now);
-    for (const call of fn.drainQueue(now)) this.finish(call, errorResult(code, message, retryAfter));
+    fn.touch(this.clock.now());
+    for (const call of fn.drainQueue()) this.finish(call, errorResult(code, message, retryAfter));
   }
 
   // -------------------------------------------------------------- sandboxes
@@ -232,6 +276,7 @@ export class Dispatcher {
   }
 
   createSandbox(fn: FunctionRuntime): boolean {
+    if (fn.removed) return false;
     const node = this.opts.hooks.place(fn);
     if (node === undefined) return false;
     const sb = this.register(fn, newId('sb'), node, 'creating');
@@ -249,12 +294,14 @@ export class Dispatcher {
     const now = this.clock.now();
     const sb: SandboxState = {
       id,
+      fn,
       fnKey: fn.key,
       version: fn.version,
       node,
       status,
       concurrency: fn.record.spec.concurrency,
       inflight: 0,
+      phantom: 0,
       calls: new Set(),
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
@@ -267,12 +314,20 @@ export class Dispatcher {
     return sb;
   }
 
-  sandboxReady(from: NodeState, id: string, createMs: number): void {
+  sandboxReady(from: NodeState, id: string, createMs: number, pid?: number): void {
     const sb = this.sandboxes.get(id);
-    if (sb === undefined || sb.node !== from || sb.status !== 'creating') return;
-    const fn = this.functions.get(sb.fnKey);
+    if (sb === undefined || sb.node !== from) {
+      // Created for a connection that is gone (its records were dropped) and finished
+      // after the worker's hello: nobody tracks it, so it must not live on.
+      this.log.info({ sandboxId: id, node: from.name }, 'sandbox ready that is not ours (from before a reconnect): deleting it');
+      from.send({ t: 'delete', sandboxId: id });
+      return;
+    }
+    if (sb.status !== 'creating') return;
+    const fn = sb.fn;
     sb.status = 'ready';
-    if (fn === undefined || sb.version !== fn.version) {
+    if (pid !== undefined) sb.pid = pid;
+    if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
       this.deleteSandbox(sb);
       return;
     }
@@ -283,10 +338,10 @@ export class Dispatcher {
   sandboxFailed(from: NodeState, id: string, error: WireError): void {
     const sb = this.sandboxes.get(id);
     if (sb === undefined || sb.node !== from) return;
-    const fn = this.functions.get(sb.fnKey);
+    const fn = sb.fn;
     this.log.warn({ sandboxId: id, fn: sb.fnKey, node: sb.node.name, err: error }, 'sandbox failed to start');
     this.removeSandbox(sb);
-    if (fn !== undefined && fn.scale === 0 && fn.queued > 0) {
+    if (!fn.removed && fn.scale === 0 && fn.queued > 0) {
       this.failQueued(fn, 'sandbox_failed', `the sandbox for ${fn.key} failed to start on worker ${sb.node.name}: ${error.message}`);
     }
   }
@@ -296,31 +351,33 @@ export class Dispatcher {
     if (!this.sandboxes.has(sb.id)) return;
     this.log.warn({ sandboxId: sb.id, fn: sb.fnKey, node: sb.node.name, reason }, 'sandbox lost');
     this.removeSandbox(sb, reason);
-    const fn = this.functions.get(sb.fnKey);
-    if (fn !== undefined && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
+    const fn = sb.fn;
+    if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
+  /** Forget a sandbox everywhere and fail the calls running on it. */
   private removeSandbox(sb: SandboxState, reason?: string): void {
-    const fn = this.functions.get(sb.fnKey);
+    const fn = sb.fn;
+    // first, so that releasing its slots below cannot put it back on the free list
+    sb.status = 'deleting';
     this.sandboxes.delete(sb.id);
     sb.node.sandboxes.delete(sb);
-    if (fn !== undefined) {
-      fn.removeFree(sb);
-      fn.sandboxes.delete(sb);
-    }
+    fn.removeFree(sb);
+    fn.sandboxes.delete(sb);
     for (const call of [...sb.calls]) {
       this.calls.delete(call.id);
-      this.releaseSlot(fn, sb, call);
+      this.releaseSlot(sb, call);
       this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${sb.fnKey} went away during the call: ${reason ?? 'deleted'}`));
     }
-    sb.status = 'deleting';
+    sb.node.inflight -= sb.phantom;
+    sb.inflight -= sb.phantom;
+    sb.phantom = 0;
   }
 
   /** Scale-down or cleanup: delete now if idle, else drain first. */
   deleteSandbox(sb: SandboxState): void {
     if (!this.sandboxes.has(sb.id)) return;
-    const fn = this.functions.get(sb.fnKey);
-    fn?.removeFree(sb);
+    sb.fn.removeFree(sb);
     if (sb.inflight > 0) {
       sb.status = 'draining';
       return;
@@ -329,13 +386,24 @@ export class Dispatcher {
     this.removeSandbox(sb);
   }
 
-  /** Take over a sandbox a (re)connecting worker still has. False → the worker should delete it. */
+  /**
+   * Take over a sandbox a (re)connecting worker still has: only of the exact
+   * function incarnation and version, with the calls still running on it
+   * holding their slots. False → the worker should delete it.
+   */
   adopt(node: NodeState, report: SandboxReport): boolean {
     const fn = this.functions.get(report.functionKey);
-    if (fn === undefined || fn.version !== report.version || this.sandboxes.has(report.sandboxId)) return false;
+    if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.sandboxes.has(report.sandboxId)) return false;
     const sb = this.register(fn, report.sandboxId, node, 'ready');
+    if (report.pid !== undefined) sb.pid = report.pid;
+    const phantom = Math.min(report.inflight, sb.concurrency);
+    sb.inflight = phantom;
+    sb.phantom = phantom;
+    node.inflight += phantom;
     const now = sb.requestedAt;
     fn.lastActivity = Math.max(fn.lastActivity, now);
+    // The autoscaler has no history yet: do not let its first ticks take these away.
+    fn.holdScaleDownUntil = Math.max(fn.holdScaleDownUntil, now + fn.record.spec.scale.stableWindowMs);
     fn.addFree(sb);
     this.pump(fn, 0);
     return true;
@@ -344,6 +412,16 @@ export class Dispatcher {
   /** All of a node's sandboxes are gone (worker dead or reconnected without them). */
   nodeLost(node: NodeState, reason: string): void {
     for (const sb of [...node.sandboxes]) this.sandboxLost(sb, reason);
+  }
+
+  /** A worker is stopping: its idle sandboxes go now, busy ones when their calls end; waiters go elsewhere. */
+  nodeDraining(node: NodeState): void {
+    const affected = new Set<FunctionRuntime>();
+    for (const sb of [...node.sandboxes]) {
+      affected.add(sb.fn);
+      if (sb.status !== 'creating') this.deleteSandbox(sb);
+    }
+    for (const fn of affected) if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
   /** Queued calls may now find a worker (one joined). */
@@ -361,7 +439,7 @@ export class Dispatcher {
       this.functions.set(key, fn);
       return fn;
     }
-    if (existing.version === record.version) {
+    if (existing.version === record.version && existing.record.incarnation === record.incarnation) {
       existing.record = record;
       return existing;
     }
@@ -375,9 +453,11 @@ export class Dispatcher {
   removeFunction(key: string): void {
     const fn = this.functions.get(key);
     if (fn === undefined) return;
-    this.failQueued(fn, 'not_found', `function ${key} was deleted`);
-    for (const sb of [...fn.sandboxes]) if (sb.status !== 'creating') this.deleteSandbox(sb);
+    fn.removed = true;
     this.functions.delete(key);
+    this.failQueued(fn, 'not_found', `function ${key} was deleted`);
+    // Idle sandboxes go now; busy ones finish their calls first; creating ones go when they report ready.
+    for (const sb of [...fn.sandboxes]) if (sb.status !== 'creating') this.deleteSandbox(sb);
   }
 }
 
@@ -386,6 +466,7 @@ export function sandboxSpec(record: FunctionRecord): SandboxSpec {
   const spec: SandboxSpec = {
     functionKey: `${record.namespace}/${record.name}`,
     version: record.version,
+    incarnation: record.incarnation,
     runtime: s.runtime,
     env: s.env,
     concurrency: s.concurrency,

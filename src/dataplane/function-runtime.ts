@@ -20,13 +20,17 @@ export class FunctionRuntime {
   queued = 0;
   /** Last arrival or completion, monotonic ms. */
   lastActivity: number;
+  /** Deleted: its sandboxes go as soon as their calls end, and none is adopted. */
+  removed = false;
+  /** No scale-down before this (monotonic ms): set when sandboxes are adopted after a restart. */
+  holdScaleDownUntil = -Infinity;
   /** Time-weighted integral of (inflight + queued), for the autoscaler. */
   private concurrencyArea = 0;
   private areaSince: number;
   private lastTake: number;
 
   constructor(record: FunctionRecord, now: number, classes: PriceClassSet) {
-    // Cancelled calls stay in the queue until popped, so the dispatcher bounds live calls, not this queue.
+    // The dispatcher bounds the queue (and sheds by class); this one never refuses.
     this.queue = new ClassQueue<Call>(classes, 2 ** 30);
     this.record = record;
     this.key = `${record.namespace}/${record.name}`;
@@ -92,34 +96,45 @@ export class FunctionRuntime {
     return this.free.length;
   }
 
-  // ---- wait queue: one FIFO per price class (the shard multi-queue policy), lazy removal of cancelled calls ----
+  // ---- wait queue: one FIFO per price class (the shard multi-queue policy) ----
   private readonly queue: ClassQueue<Call>;
 
   enqueue(call: Call, now: number): void {
-    this.queue.push(call, call.req.priceClass, now);
-    this.queued++;
+    const r = this.queue.push(call, call.req.priceClass, now);
+    if (r.accepted) call.queueEntry = r.entry;
+    this.queued = this.queue.size;
   }
 
-  /** Next live call by price × time waited, skipping ones that timed out or were aborted while queued. */
+  /** Next call by price × time waited. */
   dequeue(now: number): Call | undefined {
-    for (let e = this.queue.pop(now); e !== undefined; e = this.queue.pop(now)) {
-      if (!e.item.done) {
-        this.queued--;
-        return e.item;
-      }
-    }
-    return undefined;
+    const e = this.queue.pop(now);
+    if (e === undefined) return undefined;
+    e.item.queueEntry = undefined;
+    this.queued = this.queue.size;
+    return e.item;
   }
 
-  /** A queued call finished without being dispatched (timeout, abort). */
-  forgetQueued(): void {
-    this.queued--;
+  /** A queued call gave up (timeout, abort): it leaves the queue now. */
+  removeQueued(call: Call): void {
+    const e = call.queueEntry;
+    if (e === undefined) return;
+    call.queueEntry = undefined;
+    this.queue.remove(e);
+    this.queued = this.queue.size;
+  }
+
+  /** Calls waiting in the class of this rank. */
+  queuedOfRank(rank: number): number {
+    return this.queue.sizeOfRank(rank);
   }
 
   /** Drain every queued call (for failing them all). */
-  drainQueue(now: number): Call[] {
-    const out: Call[] = [];
-    for (let c = this.dequeue(now); c !== undefined; c = this.dequeue(now)) out.push(c);
+  drainQueue(): Call[] {
+    const out = this.queue.drain().map((e) => {
+      e.item.queueEntry = undefined;
+      return e.item;
+    });
+    this.queued = 0;
     return out;
   }
 }

@@ -1,8 +1,11 @@
 import type { WireError } from '../common/errors.js';
+import type { Queued } from '../policies/class-queue.js';
 import type { FunctionRecord } from '../storage/store.js';
 import type { ControlFrame } from '../protocol/messages.js';
+import type { FunctionRuntime } from './function-runtime.js';
 
-export type NodeStatus = 'ready' | 'disconnected' | 'dead';
+/** ready: takes new sandboxes; draining: finishing its calls before it stops (SIGTERM). */
+export type NodeStatus = 'ready' | 'draining' | 'disconnected' | 'dead';
 
 /** A worker as the control plane sees it. Lives in memory only. */
 export interface NodeState {
@@ -26,17 +29,27 @@ export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
 
 export interface SandboxState {
   id: string;
+  /** The function incarnation it belongs to (kept even after the function is deleted). */
+  fn: FunctionRuntime;
   fnKey: string;
   version: number;
   node: NodeState;
   status: SandboxStatus;
   concurrency: number;
   inflight: number;
+  /**
+   * Of `inflight`, calls a worker reported running when its sandbox was adopted
+   * after a control-plane restart: not ours to answer, but they hold slots until
+   * the worker reports them done.
+   */
+  phantom: number;
   /** Calls running on it, so they can be failed if the sandbox or its worker goes away. */
   calls: Set<Call>;
   /** Index in its function's free list, -1 when not in it. */
   freeIndex: number;
   createdAt: number;
+  /** Host pid the worker reported (operators' view only). */
+  pid?: number;
   /** When the create frame was sent (monotonic ms). */
   requestedAt: number;
   lastUsed: number;
@@ -84,6 +97,8 @@ export interface Call {
   /** Creation time of the sandbox this call caused or waited for. */
   coldMs: number;
   sandbox: SandboxState | undefined;
+  /** Its entry in the function's queue while it waits. */
+  queueEntry: Queued<Call> | undefined;
   done: boolean;
   timer: NodeJS.Timeout | undefined;
   reply(result: InvocationResult): void;

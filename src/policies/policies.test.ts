@@ -68,8 +68,8 @@ describe('ClassQueue', () => {
 
   it('sheds the lowest class first when full', () => {
     const q = new ClassQueue<string>(classes, 2);
-    expect(q.push('b1', 'batch', 0)).toEqual({ accepted: true });
-    expect(q.push('s1', 'standard', 0)).toEqual({ accepted: true });
+    expect(q.push('b1', 'batch', 0).accepted).toBe(true);
+    expect(q.push('s1', 'standard', 0).accepted).toBe(true);
     const r = q.push('c1', 'critical', 1);
     expect(r.accepted).toBe(true);
     expect(r.accepted && r.shed?.item).toBe('b1');
@@ -77,6 +77,31 @@ describe('ClassQueue', () => {
     expect(q.push('s2', 'standard', 2)).toEqual({ accepted: false });
     expect(q.size).toBe(2);
     expect(q.sizeOf('critical')).toBe(1);
+  });
+
+  it('removes any entry at once, keeping the order of the rest; a removed entry cannot be removed twice', () => {
+    const q = new ClassQueue<string>(classes, 10);
+    const entries = ['a', 'b', 'c', 'd'].map((x) => {
+      const r = q.push(x, 'standard', 0);
+      if (!r.accepted) throw new Error('refused');
+      return r.entry;
+    });
+    expect(q.remove(entries[1] as never)).toBe(true);
+    expect(q.remove(entries[1] as never)).toBe(false);
+    expect(q.remove(entries[3] as never)).toBe(true);
+    expect(q.size).toBe(2);
+    expect(q.pop(1)?.item).toBe('a');
+    expect(q.pop(1)?.item).toBe('c');
+    expect(q.pop(1)).toBeUndefined();
+    // a preempted entry goes back to the front of its class
+    const e = q.push('x', 'batch', 0);
+    q.push('y', 'batch', 0);
+    const popped = q.pop(1);
+    expect(popped?.item).toBe('x');
+    q.pushFront(popped as never);
+    expect(e.accepted && q.pop(2)?.item).toBe('x');
+    expect(q.drain().map((x) => x.item)).toEqual(['y']);
+    expect(q.size).toBe(0);
   });
 });
 

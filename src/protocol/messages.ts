@@ -10,7 +10,7 @@ import { z } from 'zod';
  * PROTOCOL_VERSION. The control plane answers `welcome` or closes with
  * CloseCode.* and a reason.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const WORKER_PATH = '/v1/workers/connect';
 
 export const CloseCode = {
@@ -37,6 +37,8 @@ export const sandboxSpec = z.object({
   functionKey: id,
   /** Monotonic function version; a sandbox of an older version is never reused. */
   version: z.number().int().nonnegative(),
+  /** Identity of this incarnation of the function: a new one after delete and re-create. */
+  incarnation: id,
   runtime: z.enum(['node', 'http']),
   handler: z.string().optional(),
   command: z.array(z.string()).optional(),
@@ -53,8 +55,11 @@ export const sandboxReport = z.object({
   sandboxId: id,
   functionKey: id,
   version: z.number().int().nonnegative(),
+  incarnation: id,
   /** Invocations running on it right now. */
   inflight: z.number().int().nonnegative(),
+  /** Host pid of its top process, for operators (absent for emulated sandboxes). */
+  pid: z.number().int().positive().optional(),
 });
 export type SandboxReport = z.infer<typeof sandboxReport>;
 
@@ -79,6 +84,8 @@ export const sandboxReadyFrame = z.object({
   sandboxId: id,
   /** Time the worker spent creating it (bundle fetch + start + readiness). */
   createMs: z.number().nonnegative(),
+  /** Host pid of its top process, for operators (absent for emulated sandboxes). */
+  pid: z.number().int().positive().optional(),
 });
 export const sandboxFailedFrame = z.object({
   t: z.literal('sandboxFailed'),
@@ -94,6 +101,8 @@ export const sandboxGoneFrame = z.object({
 export const resultFrame = z.object({
   t: z.literal('result'),
   callId: id,
+  /** The sandbox that ran it (frees its slot even when the call is unknown, e.g. adopted after a restart). */
+  sandboxId: id,
   status: z.number().int().min(100).max(599),
   headers,
   body: bytes,
@@ -102,6 +111,8 @@ export const resultFrame = z.object({
   error: wireError.optional(),
 });
 export const bundleRequestFrame = z.object({ t: z.literal('getBundle'), hash: z.string().min(1).max(128) });
+/** The worker is stopping (SIGTERM): place nothing new on it; it finishes its calls, then exits. */
+export const drainingFrame = z.object({ t: z.literal('draining'), timeoutMs: z.number().nonnegative() });
 
 export const workerFrame = z.discriminatedUnion('t', [
   helloFrame,
@@ -111,6 +122,7 @@ export const workerFrame = z.discriminatedUnion('t', [
   sandboxGoneFrame,
   resultFrame,
   bundleRequestFrame,
+  drainingFrame,
 ]);
 export type WorkerFrame = z.infer<typeof workerFrame>;
 export type HelloFrame = z.infer<typeof helloFrame>;
@@ -122,6 +134,8 @@ export const welcomeFrame = z.object({
   protocol: z.number().int(),
   nodeId: id,
   heartbeatMs: z.number().int().positive(),
+  /** Largest response body a call may return; a larger one fails that call with response_too_large. */
+  maxResponseBytes: z.number().int().positive(),
   /** Sandboxes from the hello report that the control plane did not adopt; the worker deletes them. */
   drop: z.array(id),
 });

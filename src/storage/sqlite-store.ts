@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { sha256Hex } from '../common/ids.js';
+import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { FunctionSpec } from '../common/function-spec.js';
 import type { ApiKeyRecord, FunctionRecord, NamespaceRecord, PutFunctionResult, Store } from './store.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATION_1 = `
 CREATE TABLE namespaces (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -29,10 +29,14 @@ CREATE TABLE functions (
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
+/** Incarnation ids: a function deleted and created again is a different function. */
+const MIGRATION_2 = `ALTER TABLE functions ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';`;
+
 interface FunctionRow {
   namespace: string;
   name: string;
   version: number;
+  incarnation: string;
   spec: string;
   source: string;
   bundle_hash: string;
@@ -41,11 +45,16 @@ interface FunctionRow {
   updated_at: number;
 }
 
+function newIncarnation(): string {
+  return `fi_${randomSecret(12)}`;
+}
+
 function toRecord(r: FunctionRow): FunctionRecord {
   return {
     namespace: r.namespace,
     name: r.name,
     version: r.version,
+    incarnation: r.incarnation,
     spec: JSON.parse(r.spec) as FunctionSpec,
     source: JSON.parse(r.source) as unknown,
     bundleHash: r.bundle_hash,
@@ -79,9 +88,9 @@ export class SqliteStore implements Store {
       listFnNs: db.prepare<[string], FunctionRow>('SELECT * FROM functions WHERE namespace = ? ORDER BY name'),
       listFnAll: db.prepare<[], FunctionRow>('SELECT * FROM functions ORDER BY namespace, name'),
       upsertFn: db.prepare(
-        `INSERT INTO functions (namespace, name, version, spec, source, bundle_hash, bundle_bytes, created_at, updated_at)
-         VALUES (@namespace, @name, @version, @spec, @source, @bundle_hash, @bundle_bytes, @created_at, @updated_at)
-         ON CONFLICT(namespace, name) DO UPDATE SET version = excluded.version, spec = excluded.spec, source = excluded.source,
+        `INSERT INTO functions (namespace, name, version, incarnation, spec, source, bundle_hash, bundle_bytes, created_at, updated_at)
+         VALUES (@namespace, @name, @version, @incarnation, @spec, @source, @bundle_hash, @bundle_bytes, @created_at, @updated_at)
+         ON CONFLICT(namespace, name) DO UPDATE SET version = excluded.version, incarnation = excluded.incarnation, spec = excluded.spec, source = excluded.source,
            bundle_hash = excluded.bundle_hash, bundle_bytes = excluded.bundle_bytes, updated_at = excluded.updated_at`,
       ),
       delFn: db.prepare('DELETE FROM functions WHERE namespace = ? AND name = ?'),
@@ -101,7 +110,16 @@ export class SqliteStore implements Store {
     if (current < 1) {
       this.db.transaction(() => {
         this.db.exec(MIGRATION_1);
-        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        this.db.pragma('user_version = 1');
+      })();
+    }
+    if (current < 2) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATION_2);
+        const rows = this.db.prepare<[], { namespace: string; name: string }>('SELECT namespace, name FROM functions').all();
+        const set = this.db.prepare('UPDATE functions SET incarnation = ? WHERE namespace = ? AND name = ?');
+        for (const r of rows) set.run(newIncarnation(), r.namespace, r.name);
+        this.db.pragma('user_version = 2');
       })();
     }
   }
@@ -147,6 +165,7 @@ export class SqliteStore implements Store {
         namespace: ns,
         name,
         version: (existing?.version ?? 0) + 1,
+        incarnation: existing?.incarnation ?? newIncarnation(),
         spec: specJson,
         source: JSON.stringify(source ?? null),
         bundle_hash: bundleHash,

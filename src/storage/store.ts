@@ -10,6 +10,12 @@ export interface FunctionRecord {
   name: string;
   /** Increases by one every time the definition or the bundle changes. */
   version: number;
+  /**
+   * Random id of this incarnation: kept across updates, new when the function
+   * is deleted and created again (whose versions start again at 1), so a worker's
+   * sandbox of the old incarnation is never adopted as the new function.
+   */
+  incarnation: string;
   spec: FunctionSpec;
   /** The definition as the user wrote it (for GET and idempotent apply). */
   source: unknown;
