@@ -26,7 +26,7 @@ describe('deploy and invoke on a real cluster', () => {
     const second = await api(cp, 'POST', '/function/hello', '');
     expect(second.text).toBe('hi world');
     expect(timing(second.headers)['cold']).toBe(0);
-    expect(second.headers.get('x-pid')).toBe(first.headers.get('x-pid'));
+    expect(second.headers.get('x-instance')).toBe(first.headers.get('x-instance'));
     const sbs = (await api(cp, 'GET', '/v1/sandboxes')).body as { sandboxes: { function: string }[] };
     expect(sbs.sandboxes.filter((s) => s.function === 'default/hello')).toHaveLength(1);
   });
@@ -36,12 +36,12 @@ describe('deploy and invoke on a real cluster', () => {
     expect(d.status).toBe(201);
     const first = await api(cp, 'POST', '/function/echo/some/path?x=1', 'payload');
     expect(first.status).toBe(200);
-    const b1 = first.body as { method: string; path: string; body: string; pid: number };
+    const b1 = first.body as { method: string; path: string; body: string; instance: string };
     expect(b1).toMatchObject({ method: 'POST', path: '/some/path?x=1', body: 'payload' });
     expect(timing(first.headers)['cold']).toBeGreaterThan(0);
     const second = await api(cp, 'PUT', '/function/echo', 'again');
-    expect((second.body as { method: string; pid: number }).method).toBe('PUT');
-    expect((second.body as { pid: number }).pid).toBe(b1.pid);
+    expect((second.body as { method: string; instance: string }).method).toBe('PUT');
+    expect((second.body as { instance: string }).instance).toBe(b1.instance);
     expect(timing(second.headers)['cold']).toBe(0);
   });
 

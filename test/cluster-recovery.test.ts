@@ -42,7 +42,7 @@ describe('recovery', () => {
     expect(after.status).toBe(200);
     expect(after.text).toBe('hello two');
     expect(timing(after.headers)['cold']).toBe(0);
-    expect(after.headers.get('x-pid')).toBe(before.headers.get('x-pid'));
+    expect(after.headers.get('x-instance')).toBe(before.headers.get('x-instance'));
     const sbAfter = ((await api(cp2, 'GET', '/v1/sandboxes')).body as Sandboxes).sandboxes;
     expect(sbAfter).toHaveLength(1);
     const nodes = ((await api(cp2, 'GET', '/v1/nodes')).body as Nodes).nodes;

@@ -46,7 +46,7 @@ describe('scaling and queueing', () => {
     await deploy(cp, 'queued', { runtime: 'node', handler: 'index.js', concurrency: 2, scale: { max: 1, keepAlive: '5s' } }, join(FIXTURES, 'cp-sleep'));
     const calls = await Promise.all(Array.from({ length: 6 }, () => api(cp, 'POST', '/function/queued', '300')));
     expect(calls.map((c) => c.status)).toEqual([200, 200, 200, 200, 200, 200]);
-    const pids = new Set(calls.map((c) => (c.body as { pid: number }).pid));
+    const pids = new Set(calls.map((c) => (c.body as { instance: string }).instance));
     expect(pids.size).toBe(1);
     const queuedMs = calls.map((c) => timing(c.headers)['queue'] ?? 0).sort((a, b) => a - b);
     // two run at once; the other four wait for slots (about 300 ms and 600 ms)
@@ -59,7 +59,7 @@ describe('scaling and queueing', () => {
     await deploy(cp, 'wide', { runtime: 'node', handler: 'index.js', scale: { max: 4, keepAlive: '5s', panicWindow: '400ms', stableWindow: '2s' } }, join(FIXTURES, 'cp-sleep'));
     const calls = await Promise.all(Array.from({ length: 8 }, () => api(cp, 'POST', '/function/wide', '1500')));
     expect(calls.every((c) => c.status === 200)).toBe(true);
-    const pids = new Set(calls.map((c) => (c.body as { pid: number }).pid));
+    const pids = new Set(calls.map((c) => (c.body as { instance: string }).instance));
     expect(pids.size).toBeGreaterThan(1);
     expect(pids.size).toBeLessThanOrEqual(4);
   });

@@ -5,9 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../src/common/logger.js';
 import type { SandboxSpec } from '../src/protocol/messages.js';
 import { EmulatedRuntime } from '../src/sandbox/emulated/emulated-runtime.js';
-import { Cgroups } from '../src/sandbox/process/cgroups.js';
-import { HttpRuntime } from '../src/sandbox/process/http-runtime.js';
-import { NodeRuntime } from '../src/sandbox/process/node-runtime.js';
+import { createProcessRuntimes } from '../src/sandbox/process/process-runtimes.js';
 import type { SandboxRuntime } from '../src/sandbox/runtime.js';
 import { FIXTURES } from './helpers/cluster.js';
 
@@ -15,9 +13,9 @@ const scratch = mkdtempSync(join(tmpdir(), 'baton-rt-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function spec(over: Partial<SandboxSpec>): SandboxSpec {
-  return { functionKey: 'default/t', version: 1, runtime: 'node', env: { GREETING: 'hey' }, concurrency: 4, timeoutMs: 2000, bundleHash: '', priceClass: 'standard', ...over };
+  return { functionKey: 'default/t', version: 1, incarnation: 'fi_test', runtime: 'node', env: { GREETING: 'hey' }, concurrency: 4, timeoutMs: 2000, bundleHash: '', priceClass: 'standard', ...over };
 }
-const req = (body: string, timeoutMs = 2000) => ({ callId: 'c1', method: 'POST', path: '/p?q=1', headers: { 'content-type': 'text/plain' }, body: new TextEncoder().encode(body), timeoutMs, priceClass: 'standard' });
+const req = (body: string, timeoutMs = 2000) => ({ callId: 'c1', method: 'POST', path: '/p?q=1', headers: { 'content-type': 'text/plain' }, body: new TextEncoder().encode(body), timeoutMs, priceClass: 'standard', maxResponseBytes: 1024 * 1024 });
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 /** One suite every process runtime passes: create, invoke, concurrency, errors, timeout, crash detection, stop. */
@@ -55,13 +53,14 @@ function conformance(name: string, make: () => SandboxRuntime, s: SandboxSpec, c
 }
 
 const log = silentLogger();
-const cg = new Cgroups(log);
-conformance('node', () => new NodeRuntime(log, cg, { stemCells: 1 }), spec({ runtime: 'node', handler: 'index.js' }), join(FIXTURES, 'rt-sleep'));
-conformance('http', () => new HttpRuntime(cg, { scratchDir: scratch }), spec({ runtime: 'http', command: [process.execPath, 'server.js'] }), join(FIXTURES, 'rt-sleep'));
+let n = 0;
+const runtimes = (stemCells = 1) => createProcessRuntimes({ log, stateDir: join(scratch, `state-${n++}`), nodeId: `node-rt-${n}`, memoryMb: 1024, stemCells });
+conformance('node', () => runtimes().node, spec({ runtime: 'node', handler: 'index.js' }), join(FIXTURES, 'rt-sleep'));
+conformance('http', () => runtimes(0).http, spec({ runtime: 'http', command: [process.execPath, 'server.js'] }), join(FIXTURES, 'rt-sleep'));
 
 describe('runtime node specifics', () => {
   it('a handler that throws is a 500 function_error; a module without a handler fails creation clearly', async () => {
-    const rt = new NodeRuntime(log, cg, { stemCells: 0 });
+    const rt = runtimes(0).node;
     const sb = await rt.create('sb-throw', spec({ runtime: 'node', handler: 'index.js' }), join(FIXTURES, 'cp-sleep'));
     const r = await sb.invoke(req('throw'));
     expect(r.status).toBe(500);
@@ -75,7 +74,7 @@ describe('runtime node specifics', () => {
   });
 
   it('the http runtime names the command and its stderr when it never serves', async () => {
-    const rt = new HttpRuntime(cg, { scratchDir: scratch });
+    const rt = runtimes(0).http;
     await expect(rt.create('sb-x', spec({ runtime: 'http', command: [process.execPath, '-e', 'console.error("no port for me"); process.exit(3)'] }), undefined)).rejects.toThrow(/exited before serving.*code 3.*no port for me/);
   });
 });

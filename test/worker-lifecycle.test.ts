@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FIXTURES, api, deploy, kill, pidAlive, startControlPlane, startWorker, stopAll, waitFor } from './helpers/cluster.js';
+import { FIXTURES, api, deploy, kill, pidAlive, sandboxPid, startControlPlane, startWorker, stopAll, waitFor } from './helpers/cluster.js';
 
 interface Nodes {
   nodes: { id: string; name: string; state: string }[];
@@ -19,8 +19,10 @@ describe('worker lifecycle', () => {
     const nodeId = (JSON.parse(readFileSync(join(w.stateDir, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
     await deploy(cp, 'hello', { runtime: 'node', handler: 'index.js' }, join(FIXTURES, 'cp-hello'));
     await deploy(cp, 'echo', { runtime: 'http', command: [process.execPath, 'server.js'] }, join(FIXTURES, 'cp-http'));
-    const nodePid = Number((await api(cp, 'POST', '/function/hello', 'x')).headers.get('x-pid'));
-    const httpPid = ((await api(cp, 'POST', '/function/echo', 'x')).body as { pid: number }).pid;
+    expect((await api(cp, 'POST', '/function/hello', 'x')).status).toBe(200);
+    expect((await api(cp, 'POST', '/function/echo', 'x')).status).toBe(200);
+    const nodePid = await sandboxPid(cp, 'hello');
+    const httpPid = await sandboxPid(cp, 'echo');
     expect(pidAlive(nodePid)).toBe(true);
     expect(pidAlive(httpPid)).toBe(true);
 
@@ -42,7 +44,8 @@ describe('worker lifecycle', () => {
     const w = await startWorker(cp);
     dirs.push(w.stateDir);
     await deploy(cp, 'hello', { runtime: 'node', handler: 'index.js' }, join(FIXTURES, 'cp-hello'));
-    const pid = Number((await api(cp, 'POST', '/function/hello', 'x')).headers.get('x-pid'));
+    expect((await api(cp, 'POST', '/function/hello', 'x')).status).toBe(200);
+    const pid = await sandboxPid(cp, 'hello');
     await kill(w.proc, 'SIGTERM');
     expect(w.proc.exitCode).toBe(0);
     expect(pidAlive(pid)).toBe(false);

@@ -1,14 +1,16 @@
 /**
  * Child process of `baton bench churn`: N emulated worker daemons in one
  * process, each with its own WebSocket connection to the control plane.
- * Args: <controlPlaneWsUrl> <joinToken> <count> <stateDir> <createMs> <execMs>
+ * Args: <controlPlaneWsUrl> <count> <stateDir> <createMs> <execMs>; the join
+ * token comes in BATON_JOIN_TOKEN (never on a command line).
  */
 import { silentLogger } from '../../src/common/logger.js';
 import { startWorker, type WorkerDaemon } from '../../src/worker/worker-daemon.js';
 
-const [, , url, token, countText, stateDir, createMs, execMs] = process.argv;
+const [, , url, countText, stateDir, createMs, execMs] = process.argv;
+const token = process.env['BATON_JOIN_TOKEN'];
 if (url === undefined || token === undefined || countText === undefined || stateDir === undefined) {
-  process.stderr.write('usage: fleet <ws-url> <join-token> <count> <state-dir> [createMs] [execMs]\n');
+  process.stderr.write('usage: BATON_JOIN_TOKEN=… fleet <ws-url> <count> <state-dir> [createMs] [execMs]\n');
   process.exit(64);
 }
 const daemons: WorkerDaemon[] = [];

@@ -171,7 +171,7 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
   try {
     const nodeArgs = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir];
     cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000'], nodeArgs);
-    fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), cp.joinToken, String(o.workers), join(dir, 'fleet'), String(o.createMs), String(o.execMs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), String(o.workers), join(dir, 'fleet'), String(o.createMs), String(o.execMs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken } });
     progress(`waiting for ${o.workers} emulated workers to join`);
     await waitForNodes(cp, o.workers, 60_000);
     client = new LoadClient(cp.url, cp.apiKey);

@@ -47,7 +47,10 @@ export async function runColdStartCli(argv: string[]): Promise<void> {
   let worker: ChildProcess | undefined;
   try {
     cp = await startControlPlaneProcess(join(dir, 'cp'));
-    worker = spawn(process.execPath, [BIN, 'worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--join-token', cp.joinToken, '--runtime', 'process', '--state-dir', join(dir, 'worker'), '--log-level', 'error'], { stdio: 'inherit' });
+    worker = spawn(process.execPath, [BIN, 'worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--runtime', 'process', '--state-dir', join(dir, 'worker'), '--log-level', 'error'], {
+      stdio: 'inherit',
+      env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken },
+    });
     await waitForNodes(cp, 1, 20_000);
     const cold: Measured = { e2e: [], cold: [], exec: [] };
     const warm: Measured = { e2e: [], cold: [], exec: [] };

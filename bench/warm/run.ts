@@ -40,7 +40,7 @@ export async function runWarmCli(argv: string[]): Promise<void> {
   let client: LoadClient | undefined;
   try {
     cp = await startControlPlaneProcess(join(dir, 'cp'), [], values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
-    fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), cp.joinToken, String(workers), join(dir, 'fleet'), '0', '0'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), String(workers), join(dir, 'fleet'), '0', '0'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken } });
     await waitForNodes(cp, workers, 30_000);
     await apiJson(cp, 'PUT', '/v1/namespaces/default/functions/warm', { spec: { runtime: 'http', command: ['emulated'], concurrency: 64, scale: { min: Math.max(workers, Math.ceil(connections / 64)), max: 1000, keepAlive: '10m' } } });
     await new Promise((r) => setTimeout(r, 1500)); // let min scale come up

@@ -17,6 +17,7 @@ import { FunctionService } from './function-service.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
+import { MAX_FRAME_BYTES } from '../protocol/codec.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { NodeRegistry } from './node-registry.js';
 import { Placement } from './placement.js';
@@ -37,7 +38,11 @@ export interface ControlPlaneOptions {
   heartbeatTimeoutMs?: number;
   autoscalerTickMs?: number;
   maxQueuePerFunction?: number;
+  /** How long a call may wait for a sandbox, apart from its execution timeout (default 30 s). */
+  maxWaitMs?: number;
   maxInvokeBodyBytes?: number;
+  /** Largest response body of a call (default 16 MiB); larger ones fail that call with 502 response_too_large. */
+  maxResponseBytes?: number;
   maxBundleBytes?: number;
   /** How long after start calls wait for workers to join instead of failing with 503. */
   workerGraceMs?: number;
@@ -98,6 +103,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   if (heartbeatTimeoutMs <= heartbeatMs) throw new RangeError(`heartbeatTimeoutMs (${heartbeatTimeoutMs}) must exceed heartbeatMs (${heartbeatMs})`);
   const maxInvokeBodyBytes = positive('maxInvokeBodyBytes', o.maxInvokeBodyBytes, 6 * 1024 * 1024);
   const maxBundleBytes = positive('maxBundleBytes', o.maxBundleBytes, 50 * 1024 * 1024);
+  const maxResponseBytes = positive('maxResponseBytes', o.maxResponseBytes, 16 * 1024 * 1024);
+  if (maxResponseBytes > MAX_FRAME_BYTES - 1024 * 1024) throw new RangeError(`maxResponseBytes must stay below the worker frame limit of ${MAX_FRAME_BYTES} bytes (less 1 MiB of headroom), got ${maxResponseBytes}`);
   const workerGraceMs = o.workerGraceMs ?? 5_000;
   const classes = new PriceClassSet(o.priceClasses ?? DEFAULT_PRICE_CLASSES);
   const priceClasses = classes.names();
@@ -128,6 +135,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     classes,
     log: o.logger.child({ component: 'dataplane' }),
     maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
+    maxWaitMs: positive('maxWaitMs', o.maxWaitMs, 30_000),
     hooks: {
       place: (fn): NodeState | undefined => placement.place(fn),
       awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
@@ -150,6 +158,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     metrics,
     joinTokenHash: () => joinTokenHash,
     heartbeatMs,
+    maxResponseBytes,
   });
   gateway.mount(app);
   const routes = new RouteTable(app, auth, log);

@@ -105,6 +105,7 @@ export function mountManagementApi(d: ManagementDeps): void {
         state: sb.status,
         inflight: sb.inflight,
         concurrency: sb.concurrency,
+        ...(who.admin && sb.pid !== undefined ? { pid: sb.pid } : {}),
         createdAt: new Date(sb.createdAt).toISOString(),
       });
     }

@@ -25,6 +25,8 @@ export interface WorkerGatewayOptions {
   metrics: ControlPlaneMetrics;
   joinTokenHash: () => string;
   heartbeatMs: number;
+  /** Largest response body a call may return (the worker fails bigger ones on its side). */
+  maxResponseBytes: number;
   helloTimeoutMs?: number;
 }
 
@@ -132,7 +134,7 @@ export class WorkerGateway {
         this.opts.nodes.heartbeat(node, f.freeMemoryMb);
         return;
       case 'sandboxReady':
-        this.opts.dispatcher.sandboxReady(node, f.sandboxId, f.createMs);
+        this.opts.dispatcher.sandboxReady(node, f.sandboxId, f.createMs, f.pid);
         return;
       case 'sandboxFailed':
         this.opts.dispatcher.sandboxFailed(node, f.sandboxId, BatonError.fromWire(f.error).toWire());
@@ -144,6 +146,9 @@ export class WorkerGateway {
       }
       case 'result':
         this.opts.dispatcher.result(node, f);
+        return;
+      case 'draining':
+        this.opts.nodes.draining(node, f.timeoutMs);
         return;
       case 'getBundle': {
         const data = this.opts.store.getBundle(f.hash);
@@ -168,7 +173,7 @@ export class WorkerGateway {
     this.sockets.set(node, ws);
     const drop: string[] = [];
     for (const report of hello.sandboxes) if (!this.opts.dispatcher.adopt(node, report)) drop.push(report.sandboxId);
-    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, drop });
+    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, maxResponseBytes: this.opts.maxResponseBytes, drop });
     this.log.info(
       { node: node.name, nodeId: node.id, cores: node.cores, memoryMb: node.memoryMb, runtime: node.runtime, adopted: hello.sandboxes.length - drop.length, dropped: drop.length },
       'worker joined',

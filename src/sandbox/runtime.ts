@@ -9,6 +9,8 @@ export interface SandboxRequest {
   body: Uint8Array;
   timeoutMs: number;
   priceClass: string;
+  /** Largest response body; a larger one fails the call with 502 response_too_large. */
+  maxResponseBytes: number;
 }
 
 export interface SandboxResponse {
@@ -27,6 +29,7 @@ export interface SandboxResponse {
 export interface Sandbox {
   readonly id: string;
   readonly spec: SandboxSpec;
+  /** Host pid of the sandbox's top process (killing it kills the sandbox). */
   readonly pid: number | undefined;
   invoke(req: SandboxRequest): Promise<SandboxResponse>;
   stop(): Promise<void>;

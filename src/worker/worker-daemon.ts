@@ -6,13 +6,10 @@ import type { Logger } from '../common/logger.js';
 import { decodeControlFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/codec.js';
 import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type CreateFrame, type InvokeFrame, type WorkerFrame } from '../protocol/messages.js';
 import { EmulatedRuntime } from '../sandbox/emulated/emulated-runtime.js';
-import { Cgroups } from '../sandbox/process/cgroups.js';
-import { HttpRuntime } from '../sandbox/process/http-runtime.js';
-import { NodeRuntime } from '../sandbox/process/node-runtime.js';
-import type { Sandbox, SandboxRuntime } from '../sandbox/runtime.js';
+import { errorResponse, type Sandbox, type SandboxResponse, type SandboxRuntime } from '../sandbox/runtime.js';
+import { createProcessRuntimes, type IsolationOptions } from '../sandbox/process/process-runtimes.js';
 import { BundleCache } from './bundle-cache.js';
 import { loadNodeId } from './node-identity.js';
-import { PidLedger } from './pid-ledger.js';
 
 export interface WorkerOptions {
   controlPlane: string;
@@ -26,19 +23,26 @@ export interface WorkerOptions {
   memoryMb?: number;
   emulated?: { createMs?: number; execMs?: number; jitter?: number };
   stemCells?: number;
+  /** Sandbox isolation for the process runtime (uids, namespaces, cgroup limits). */
+  isolation?: IsolationOptions;
   reconnect?: { initialMs?: number; maxMs?: number };
+  /** How long a SIGTERM waits for in-flight calls before stopping anyway (default 30 s). */
+  drainTimeoutMs?: number;
   /** Exit instead of retrying when the control plane refuses us (bad token, wrong version). */
   exitOnFatal?: boolean;
 }
 
-export type WorkerState = 'starting' | 'connecting' | 'running' | 'stopping' | 'stopped';
+export type WorkerState = 'starting' | 'connecting' | 'running' | 'draining' | 'stopping' | 'stopped';
 
 interface Held {
   sandbox: Sandbox;
   inflight: number;
 }
 
-function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memoryMb' | 'name'>> & { url: string } {
+/** Response size limit before the control plane says otherwise in its welcome. */
+const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memoryMb' | 'name' | 'drainTimeoutMs'>> & { url: string } {
   let url: URL;
   try {
     url = new URL(o.controlPlane);
@@ -53,8 +57,10 @@ function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memo
   const memoryMb = o.memoryMb ?? Math.floor(totalmem() / 1024 / 1024);
   if (!Number.isInteger(cores) || cores < 1) throw new RangeError(`cores must be a positive integer, got ${o.cores}`);
   if (!Number.isInteger(memoryMb) || memoryMb < 1) throw new RangeError(`memoryMb must be a positive integer, got ${o.memoryMb}`);
+  const drainTimeoutMs = o.drainTimeoutMs ?? 30_000;
+  if (!Number.isFinite(drainTimeoutMs) || drainTimeoutMs < 0) throw new RangeError(`drainTimeoutMs must be a non-negative number, got ${o.drainTimeoutMs}`);
   const base = url.toString().replace(/\/+$/, '');
-  return { cores, memoryMb, name: o.name ?? hostname(), url: base.endsWith(WORKER_PATH) ? base : base + WORKER_PATH };
+  return { cores, memoryMb, name: o.name ?? hostname(), drainTimeoutMs, url: base.endsWith(WORKER_PATH) ? base : base + WORKER_PATH };
 }
 
 /**
@@ -68,15 +74,23 @@ export class WorkerDaemon {
   private readonly cfg: ReturnType<typeof compile>;
   private readonly log: Logger;
   private readonly runtimes: Record<string, SandboxRuntime>;
+  private readonly closeRuntimes: () => Promise<void>;
   private readonly sandboxes = new Map<string, Held>();
   private readonly creating = new Map<string, Promise<void>>();
   private readonly bundles: BundleCache;
-  private readonly pids: PidLedger | undefined;
   private ws: WebSocket | undefined;
+  /** A hello went out on the current connection and no welcome came back yet. */
+  private helloPending = false;
+  /** Results finished between our hello (which counted them as running) and the welcome: sent after it. */
+  private heldResults: WorkerFrame[] = [];
   private welcomed = false;
+  private maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  private stopped: Promise<void> | undefined;
   private stoppedCb: (() => void) | undefined;
 
   constructor(private readonly opts: WorkerOptions) {
@@ -87,14 +101,20 @@ export class WorkerDaemon {
     if (opts.runtime === 'emulated') {
       const emu = new EmulatedRuntime(opts.emulated);
       this.runtimes = { node: emu, http: emu };
+      this.closeRuntimes = () => emu.close();
     } else {
-      const cgroups = new Cgroups(this.log);
-      this.pids = new PidLedger(opts.stateDir);
-      const reaped = this.pids.reap();
-      if (reaped > 0) this.log.warn({ reaped }, 'killed sandbox processes left behind by a previous run of this worker');
-      this.runtimes = {
-        node: new NodeRuntime(this.log, cgroups, opts.stemCells === undefined ? {} : { stemCells: opts.stemCells }),
-        http: new HttpRuntime(cgroups, { scratchDir: join(opts.stateDir, 'scratch') }),
+      const rts = createProcessRuntimes({
+        log: this.log,
+        stateDir: opts.stateDir,
+        nodeId: this.nodeId,
+        memoryMb: this.cfg.memoryMb,
+        ...(opts.stemCells === undefined ? {} : { stemCells: opts.stemCells }),
+        ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
+      });
+      this.runtimes = { node: rts.node, http: rts.http };
+      this.closeRuntimes = async () => {
+        await Promise.allSettled([rts.node.close(), rts.http.close()]);
+        await rts.close();
       };
     }
   }
@@ -114,8 +134,10 @@ export class WorkerDaemon {
 
   private connect(): void {
     if (this.state === 'stopping' || this.state === 'stopped') return;
-    this.state = 'connecting';
+    if (this.state !== 'draining') this.state = 'connecting';
     this.welcomed = false;
+    this.helloPending = false;
+    this.heldResults = [];
     const ws = new WebSocket(this.cfg.url, { headers: { authorization: `Bearer ${this.opts.joinToken}` }, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
@@ -128,8 +150,16 @@ export class WorkerDaemon {
         cores: this.cfg.cores,
         memoryMb: this.cfg.memoryMb,
         runtime: this.opts.runtime,
-        sandboxes: [...this.sandboxes.values()].map((h) => ({ sandboxId: h.sandbox.id, functionKey: h.sandbox.spec.functionKey, version: h.sandbox.spec.version, inflight: h.inflight })),
+        sandboxes: [...this.sandboxes.values()].map((h) => ({
+          sandboxId: h.sandbox.id,
+          functionKey: h.sandbox.spec.functionKey,
+          version: h.sandbox.spec.version,
+          incarnation: h.sandbox.spec.incarnation,
+          inflight: h.inflight,
+          ...(h.sandbox.pid === undefined ? {} : { pid: h.sandbox.pid }),
+        })),
       };
+      this.helloPending = true;
       ws.send(encodeFrame(hello));
     });
     ws.on('message', (data: Buffer) => {
@@ -141,7 +171,11 @@ export class WorkerDaemon {
         ws.close(CloseCode.badFrame, 'invalid frame');
         return;
       }
-      this.handle(frame);
+      try {
+        this.handle(frame);
+      } catch (e) {
+        this.log.error({ err: e, t: frame.t }, 'error handling a frame from the control plane');
+      }
     });
     ws.on('unexpected-response', (_req, res) => {
       const fatal = res.statusCode === 401;
@@ -153,6 +187,9 @@ export class WorkerDaemon {
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
+      this.welcomed = false;
+      this.helloPending = false;
+      this.heldResults = [];
       if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
       this.bundles.failAll('connection to the control plane lost while fetching the bundle');
       if (this.state === 'stopping' || this.state === 'stopped') return;
@@ -161,7 +198,7 @@ export class WorkerDaemon {
         this.fatal(reason.toString());
         return;
       }
-      if (this.welcomed) this.log.warn({ code, reason: reason.toString() }, 'disconnected from the control plane; reconnecting');
+      this.log.warn({ code, reason: reason.toString() }, 'disconnected from the control plane; reconnecting');
       this.scheduleReconnect(code === CloseCode.replaced);
     });
   }
@@ -182,7 +219,7 @@ export class WorkerDaemon {
     const base = slow ? max : Math.min(max, initial * 2 ** this.attempt);
     this.attempt++;
     const delay = base / 2 + Math.random() * (base / 2);
-    this.state = 'connecting';
+    if (this.state !== 'draining') this.state = 'connecting';
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.connect();
@@ -192,6 +229,10 @@ export class WorkerDaemon {
   private send(frame: WorkerFrame): boolean {
     const ws = this.ws;
     if (ws === undefined || ws.readyState !== WebSocket.OPEN || !this.welcomed) {
+      if (frame.t === 'result' && this.helloPending) {
+        this.heldResults.push(frame);
+        return true;
+      }
       if (frame.t !== 'hello') this.log.debug({ t: frame.t }, 'not connected: frame dropped');
       return false;
     }
@@ -201,16 +242,22 @@ export class WorkerDaemon {
 
   private handle(f: ControlFrame): void {
     switch (f.t) {
-      case 'welcome':
+      case 'welcome': {
         this.welcomed = true;
+        this.helloPending = false;
         this.attempt = 0;
-        this.state = 'running';
+        this.maxResponseBytes = f.maxResponseBytes;
+        if (this.state === 'connecting') this.state = 'running';
         for (const id of f.drop) void this.deleteSandbox(id);
+        const held = this.heldResults.splice(0);
+        for (const r of held) this.send(r);
+        if (this.state === 'draining') this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
         if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => this.send({ t: 'heartbeat', freeMemoryMb: Math.floor(freemem() / 1024 / 1024), sandboxes: this.sandboxes.size }), f.heartbeatMs);
         this.heartbeat.unref();
-        this.log.info({ adopted: this.sandboxes.size, dropped: f.drop.length }, 'joined the control plane');
+        this.log.info({ adopted: this.sandboxes.size - f.drop.length, dropped: f.drop.length }, 'joined the control plane');
         return;
+      }
       case 'create':
         this.createSandbox(f);
         return;
@@ -227,6 +274,10 @@ export class WorkerDaemon {
   }
 
   private createSandbox(f: CreateFrame): void {
+    if (this.state === 'draining' || this.state === 'stopping' || this.state === 'stopped') {
+      this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message: `worker ${this.cfg.name} is shutting down` } });
+      return;
+    }
     const started = performance.now();
     const runtime = this.runtimes[f.spec.runtime];
     const work = (async () => {
@@ -242,14 +293,13 @@ export class WorkerDaemon {
           return;
         }
         this.sandboxes.set(f.sandboxId, { sandbox, inflight: 0 });
-        this.pids?.add(sandbox.pid, f.spec.runtime === 'http');
         sandbox.onExit((reason) => {
           this.sandboxes.delete(f.sandboxId);
-          this.pids?.remove(sandbox.pid);
           this.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, reason }, 'sandbox died');
           this.send({ t: 'sandboxGone', sandboxId: f.sandboxId, reason });
         });
-        this.send({ t: 'sandboxReady', sandboxId: f.sandboxId, createMs: performance.now() - started });
+        // If this cannot be sent (disconnected), the sandbox is in the next hello's report.
+        this.send({ t: 'sandboxReady', sandboxId: f.sandboxId, createMs: performance.now() - started, ...(sandbox.pid === undefined ? {} : { pid: sandbox.pid }) });
       },
       (e: unknown) => {
         this.creating.delete(f.sandboxId);
@@ -267,32 +317,68 @@ export class WorkerDaemon {
     if (held === undefined) return;
     this.sandboxes.delete(id);
     await held.sandbox.stop();
-    this.pids?.remove(held.sandbox.pid);
   }
 
   private invoke(f: InvokeFrame): void {
     const held = this.sandboxes.get(f.sandboxId);
     if (held === undefined) {
-      this.send({ t: 'result', callId: f.callId, status: 502, headers: {}, body: new Uint8Array(), execMs: 0, error: { code: 'sandbox_failed', message: `sandbox ${f.sandboxId} does not exist on this worker` } });
+      const r = errorResponse(502, 'sandbox_failed', `sandbox ${f.sandboxId} does not exist on this worker`);
+      this.send({ t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: 0, ...(r.error === undefined ? {} : { error: r.error }) });
       return;
     }
     held.inflight++;
-    void held.sandbox.invoke(f).then((r) => {
-      held.inflight--;
-      const frame: WorkerFrame = { t: 'result', callId: f.callId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs };
-      if (r.error !== undefined) frame.error = r.error;
-      this.send(frame);
-    });
+    this.inflight++;
+    const limit = this.maxResponseBytes;
+    held.sandbox
+      .invoke({ callId: f.callId, method: f.method, path: f.path, headers: f.headers, body: f.body, timeoutMs: f.timeoutMs, priceClass: f.priceClass, maxResponseBytes: limit })
+      .catch((e: unknown) => errorResponse(502, 'sandbox_failed', `the sandbox failed to run the call: ${asBatonError(e).message}`))
+      .then((r: SandboxResponse) => {
+        held.inflight--;
+        this.inflight--;
+        if (r.body.byteLength > limit) {
+          r = errorResponse(502, 'response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${limit} bytes`, r.execMs);
+        }
+        const frame: WorkerFrame = { t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs };
+        if (r.error !== undefined) frame.error = r.error;
+        this.send(frame);
+        if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      })
+      .catch((e: unknown) => this.log.error({ err: e, callId: f.callId }, 'could not report a call result'));
   }
 
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM: take no new sandboxes (the control plane stops placing here and
+   * drains our sandboxes), let in-flight calls finish within the drain
+   * timeout, then stop.
+   */
+  async drain(): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return this.whenStopped();
+    if (this.state !== 'draining') {
+      this.state = 'draining';
+      this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
+      this.log.info({ inflight: this.inflight, timeoutMs: this.cfg.drainTimeoutMs }, 'draining: finishing in-flight calls before stopping');
+      let timer: NodeJS.Timeout | undefined;
+      const idle = this.inflight === 0 ? Promise.resolve(true) : new Promise<boolean>((r) => this.idleWaiters.push(() => r(true)));
+      const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.cfg.drainTimeoutMs)));
+      const finished = await Promise.race([idle, timedOut]);
+      if (timer !== undefined) clearTimeout(timer);
+      if (!finished) this.log.warn({ inflight: this.inflight }, 'drain timeout reached: stopping with calls still running');
+    }
+    return this.stop();
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
     this.state = 'stopping';
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     await Promise.allSettled([...this.creating.values()]);
     await Promise.allSettled([...this.sandboxes.keys()].map((id) => this.deleteSandbox(id)));
-    await Promise.allSettled(Object.values(this.runtimes).map((r) => r.close()));
+    await this.closeRuntimes().catch((e: unknown) => this.log.warn({ err: e }, 'error closing the sandbox runtimes'));
     this.ws?.close(CloseCode.normal, 'worker stopping');
     this.ws = undefined;
     this.state = 'stopped';

@@ -52,17 +52,17 @@ export interface WorkerHandle {
   output: () => string;
 }
 
-export async function startWorker(cp: { url: string; joinToken: string; apiKey: string }, opts: { stateDir?: string; runtime?: 'process' | 'emulated'; name?: string } = {}): Promise<WorkerHandle> {
+export async function startWorker(
+  cp: { url: string; joinToken: string; apiKey: string },
+  opts: { stateDir?: string; runtime?: 'process' | 'emulated'; name?: string; args?: string[]; env?: Record<string, string> } = {},
+): Promise<WorkerHandle> {
   const stateDir = opts.stateDir ?? tempDir('worker');
   const name = opts.name ?? `w-${Math.random().toString(36).slice(2, 8)}`;
-  const { proc, output } = spawnBaton([
-    'worker',
-    '--control-plane', cp.url.replace(/^http/, 'ws'),
-    '--join-token', cp.joinToken,
-    '--runtime', opts.runtime ?? 'process',
-    '--state-dir', stateDir,
-    '--name', name,
-  ]);
+  // the join token goes by environment: it must never appear on a command line
+  const { proc, output } = spawnBaton(
+    ['worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--runtime', opts.runtime ?? 'process', '--state-dir', stateDir, '--name', name, ...(opts.args ?? [])],
+    { BATON_JOIN_TOKEN: cp.joinToken, ...opts.env },
+  );
   await waitFor(async () => {
     if (/rejected the join token|refused this worker/.test(output())) throw new Error(`worker ${name} was refused:\n${output()}`);
     const { body } = await api(cp, 'GET', '/v1/nodes');
@@ -145,4 +145,27 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+export interface SandboxView {
+  id: string;
+  function: string;
+  nodeId: string;
+  node: string;
+  state: string;
+  inflight: number;
+  pid?: number;
+}
+
+/** The cluster's sandboxes (admin view, with the host pids the workers reported). */
+export async function sandboxes(cp: { url: string; apiKey: string }, fn?: string): Promise<SandboxView[]> {
+  const all = ((await api(cp, 'GET', '/v1/sandboxes')).body as { sandboxes: SandboxView[] }).sandboxes;
+  return fn === undefined ? all : all.filter((s) => s.function === fn || s.function.endsWith(`/${fn}`));
+}
+
+/** Host pid of the one sandbox of a function. */
+export async function sandboxPid(cp: { url: string; apiKey: string }, fn: string): Promise<number> {
+  const s = await sandboxes(cp, fn);
+  if (s.length !== 1 || s[0]?.pid === undefined) throw new Error(`expected one sandbox of ${fn} with a pid, got ${JSON.stringify(s)}`);
+  return s[0].pid;
 }

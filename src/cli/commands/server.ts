@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { parseDuration } from '../../common/duration.js';
 import { createRootLogger } from '../../common/logger.js';
+import type { WorkerOptions } from '../../worker/worker-daemon.js';
 import { CliError } from '../client.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/baton.js', import.meta.url));
@@ -33,6 +34,8 @@ interface CpFlags {
   heartbeatTimeout: number;
   autoscalerTick: number;
   maxQueue: number;
+  maxWait: number;
+  maxResponse: number;
   logLevel: string;
 }
 
@@ -44,6 +47,8 @@ function cpOptions(cmd: Command, defaultPort: number): Command {
     .option('--heartbeat-timeout <duration>', 'declare a silent worker dead after this long', ms('--heartbeat-timeout'), 15_000)
     .option('--autoscaler-tick <duration>', 'autoscaler period', ms('--autoscaler-tick'), 1000)
     .option('--max-queue <n>', 'queued calls per function before 503', int('--max-queue'), 10_000)
+    .option('--max-wait <duration>', 'how long a call may wait for a sandbox (apart from its execution timeout)', ms('--max-wait'), 30_000)
+    .option('--max-response <bytes>', 'largest response body of a call (larger ones fail with 502 response_too_large)', int('--max-response'), 16 * 1024 * 1024)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info');
 }
 
@@ -58,6 +63,8 @@ async function startCp(f: CpFlags, name: string) {
     heartbeatTimeoutMs: f.heartbeatTimeout,
     autoscalerTickMs: f.autoscalerTick,
     maxQueuePerFunction: Math.max(1, f.maxQueue),
+    maxWaitMs: Math.max(1, f.maxWait),
+    maxResponseBytes: Math.max(1, f.maxResponse),
   };
   const key = process.env['BATON_API_KEY'];
   const token = process.env['BATON_JOIN_TOKEN'];
@@ -65,6 +72,78 @@ async function startCp(f: CpFlags, name: string) {
   if (token !== undefined && token !== '') opts.joinToken = token;
   const cp = await startControlPlane(opts);
   return { cp, logger };
+}
+
+interface WorkerFlags {
+  controlPlane?: string;
+  joinTokenFile?: string;
+  joinToken?: string;
+  cores?: number;
+  memory?: number;
+  runtime: string;
+  stateDir: string;
+  name?: string;
+  stemCells?: number;
+  isolation: string;
+  sandboxUids?: string;
+  sandboxPids: number;
+  scratchMb: number;
+  drainTimeout: number;
+  logLevel: string;
+}
+
+/** The join token from --join-token-file, --join-token, BATON_JOIN_TOKEN or ./.baton/credentials.json, in that order. */
+async function joinToken(f: WorkerFlags): Promise<string | undefined> {
+  if (f.joinTokenFile !== undefined) {
+    const { readFileSync } = await import('node:fs');
+    try {
+      const t = readFileSync(f.joinTokenFile, 'utf8').trim();
+      if (t === '') throw new CliError(`--join-token-file: ${f.joinTokenFile} is empty`);
+      return t;
+    } catch (e) {
+      if (e instanceof CliError) throw e;
+      throw new CliError(`--join-token-file: cannot read ${f.joinTokenFile}: ${(e as Error).message}`);
+    }
+  }
+  return f.joinToken ?? (process.env['BATON_JOIN_TOKEN'] || undefined);
+}
+
+async function workerOptions(f: WorkerFlags) {
+  if (f.runtime !== 'process' && f.runtime !== 'emulated') throw new CliError(`--runtime: expected process or emulated, got "${f.runtime}"`);
+  if (f.isolation !== 'auto' && f.isolation !== 'off') throw new CliError(`--isolation: expected auto or off, got "${f.isolation}"`);
+  let url = f.controlPlane;
+  let token = await joinToken(f);
+  if (url === undefined || token === undefined) {
+    const { readCredentials } = await import('../../controlplane/credentials.js');
+    const c = readCredentials('.baton');
+    url ??= c?.gateway?.replace(/^http/, 'ws');
+    token ??= c?.joinToken;
+  }
+  if (url === undefined) throw new CliError('--control-plane: required (ws://HOST:PORT), or run in a directory with .baton/credentials.json');
+  if (token === undefined) throw new CliError('no join token: set BATON_JOIN_TOKEN or pass --join-token-file, or run in a directory with .baton/credentials.json');
+  // Nothing the worker starts may inherit it.
+  delete process.env['BATON_JOIN_TOKEN'];
+  const isolation: NonNullable<WorkerOptions['isolation']> = { mode: f.isolation, pidsMax: Math.max(1, f.sandboxPids), scratchMb: Math.max(1, f.scratchMb) };
+  if (f.sandboxUids !== undefined) {
+    const m = /^(\d+)-(\d+)$/.exec(f.sandboxUids);
+    if (m === null || Number(m[2]) < Number(m[1])) throw new CliError(`--sandbox-uids: expected START-END with START ≤ END, got "${f.sandboxUids}"`);
+    isolation.uidBase = Number(m[1]);
+    isolation.uidCount = Number(m[2]) - Number(m[1]) + 1;
+  }
+  const opts: Omit<WorkerOptions, 'logger'> & { logLevel?: string } = {
+    controlPlane: url,
+    joinToken: token,
+    runtime: f.runtime,
+    stateDir: resolve(f.stateDir),
+    logLevel: f.logLevel,
+    isolation,
+    drainTimeoutMs: f.drainTimeout,
+  };
+  if (f.cores !== undefined) opts.cores = f.cores;
+  if (f.memory !== undefined) opts.memoryMb = f.memory;
+  if (f.name !== undefined) opts.name = f.name;
+  if (f.stemCells !== undefined) opts.stemCells = f.stemCells;
+  return opts;
 }
 
 export function registerServerCommands(program: Command): void {
@@ -83,33 +162,23 @@ export function registerServerCommands(program: Command): void {
     .command('worker')
     .description('run a worker daemon that joins a control plane and runs sandboxes')
     .option('--control-plane <url>', 'ws://HOST:PORT of the control plane (default: from ./.baton/credentials.json)')
-    .option('--join-token <token>', 'worker join token (or BATON_JOIN_TOKEN, or ./.baton/credentials.json)')
+    .option('--join-token-file <path>', 'read the worker join token from this file (else BATON_JOIN_TOKEN, else ./.baton/credentials.json)')
+    .option('--join-token <token>', 'the join token itself (discouraged: visible to every local user in the process list)')
     .option('--cores <n>', 'cores to offer (default: all)', int('--cores'))
-    .option('--memory <mb>', 'memory to offer in MB (default: all)', int('--memory'))
+    .option('--memory <mb>', 'memory to offer in MB (default: all); also each sandbox\'s memory limit', int('--memory'))
     .option('--runtime <kind>', 'process (real sandboxes) or emulated (records only, for scale tests)', 'process')
     .option('--state-dir <dir>', 'node identity, bundle cache, pid ledger', '.baton/worker')
     .option('--name <name>', 'node name shown in `baton nodes`')
     .option('--stem-cells <n>', 'pre-started node runners kept warm', int('--stem-cells'))
+    .option('--isolation <mode>', 'auto (own uid, namespaces and cgroups when run as root) or off', 'auto')
+    .option('--sandbox-uids <range>', 'uids reserved for sandboxes, START-END (default: 1024 uids derived from the node id)')
+    .option('--sandbox-pids <n>', 'processes and threads one sandbox may have', int('--sandbox-pids'), 512)
+    .option('--scratch-mb <mb>', 'size of each sandbox\'s private /tmp (counts toward its memory)', int('--scratch-mb'), 256)
+    .option('--drain-timeout <duration>', 'on SIGTERM, how long to let running calls finish', ms('--drain-timeout'), 30_000)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info')
-    .action(async (f: { controlPlane?: string; joinToken?: string; cores?: number; memory?: number; runtime: string; stateDir: string; name?: string; stemCells?: number; logLevel: string }) => {
-      if (f.runtime !== 'process' && f.runtime !== 'emulated') throw new CliError(`--runtime: expected process or emulated, got "${f.runtime}"`);
-      let url = f.controlPlane;
-      let token = f.joinToken ?? process.env['BATON_JOIN_TOKEN'];
-      if (url === undefined || token === undefined) {
-        const { readCredentials } = await import('../../controlplane/credentials.js');
-        const c = readCredentials('.baton');
-        url ??= c?.gateway?.replace(/^http/, 'ws');
-        token ??= c?.joinToken;
-      }
-      if (url === undefined) throw new CliError('--control-plane: required (ws://HOST:PORT), or run in a directory with .baton/credentials.json');
-      if (token === undefined) throw new CliError('--join-token: required (or BATON_JOIN_TOKEN), or run in a directory with .baton/credentials.json');
+    .action(async (f: WorkerFlags) => {
       const { runWorkerFromCli } = await import('../../worker/main.js');
-      const opts: Parameters<typeof runWorkerFromCli>[0] = { controlPlane: url, joinToken: token, runtime: f.runtime, stateDir: resolve(f.stateDir), logLevel: f.logLevel };
-      if (f.cores !== undefined) opts.cores = f.cores;
-      if (f.memory !== undefined) opts.memoryMb = f.memory;
-      if (f.name !== undefined) opts.name = f.name;
-      if (f.stemCells !== undefined) opts.stemCells = f.stemCells;
-      await runWorkerFromCli(opts);
+      await runWorkerFromCli(await workerOptions(f));
     });
 
   cpOptions(program.command('dev').description('start a local cluster: a control plane and one process worker'), 8080).action(async (f: CpFlags) => {
@@ -118,11 +187,14 @@ export function registerServerCommands(program: Command): void {
     let stopping = false;
     let restarts = 0;
     const startWorkerChild = (): void => {
+      // The token goes by environment, never on a command line; the IPC channel tells the
+      // worker when this process is gone, even after kill -9, so it never outlives us.
       worker = spawn(
         process.execPath,
-        [BIN, 'worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--join-token', cp.credentials.joinToken, '--state-dir', resolve(f.dataDir, 'worker'), '--name', 'local', '--log-level', f.logLevel],
-        { stdio: 'inherit' },
+        [BIN, 'worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--state-dir', resolve(f.dataDir, 'worker'), '--name', 'local', '--log-level', f.logLevel],
+        { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.credentials.joinToken } },
       );
+      worker.on('error', (e) => logger.error({ err: e }, 'cannot start the local worker'));
       worker.on('exit', (code, signal) => {
         if (stopping) return;
         restarts++;

@@ -1,72 +1,190 @@
-import { accessSync, constants, existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 
 export type CgroupMode = 'v2' | 'v1' | 'none';
+export type Controller = 'memory' | 'pids' | 'freezer' | 'cpuset' | 'cpu';
+const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'freezer', 'cpuset', 'cpu'];
+
+export interface CgroupLimits {
+  memoryBytes?: number;
+  pids?: number;
+}
+
+/** One sandbox's cgroup: a directory per controller (v1) or one directory (v2). */
+export interface CgroupHandle {
+  readonly name: string;
+  /** Directory of each available controller (all the same directory under v2). */
+  readonly dirs: ReadonlyMap<Controller, string>;
+  /** Files to write the sandbox's first pid into, before it forks anything. */
+  readonly procsFiles: readonly string[];
+}
 
 /**
- * Best-effort memory accounting: each sandbox process goes into its own
- * `baton/<sandboxId>` memory cgroup (v2 unified hierarchy, else the v1 memory
- * controller). What is unavailable is logged once at start; a failure never
- * fails a sandbox.
+ * Per-sandbox cgroups, detected once at start: the unified v2 hierarchy, else
+ * the v1 controllers that are mounted and writable. Each sandbox gets its own
+ * group with a memory and a pids limit (accounting and, later, freezing and
+ * pinning use the same groups); the group is removed when the sandbox's
+ * processes are gone. What is unavailable is logged once, never silently.
  */
 export class Cgroups {
   readonly mode: CgroupMode;
-  private readonly root: string | undefined;
+  /** Controller → this worker's parent directory for sandbox groups. */
+  private readonly parents = new Map<Controller, string>();
   private warned = false;
 
   constructor(
     private readonly log: Logger,
-    base = '/sys/fs/cgroup',
+    opts: { nodeId: string; base?: string },
   ) {
-    const v2 = join(base, 'cgroup.controllers');
-    const v1 = join(base, 'memory');
-    if (existsSync(v2) && writable(base)) {
-      this.mode = 'v2';
-      this.root = join(base, 'baton');
-    } else if (existsSync(v1) && writable(v1)) {
-      this.mode = 'v1';
-      this.root = join(v1, 'baton');
+    const base = opts.base ?? '/sys/fs/cgroup';
+    const leaf = `baton-${opts.nodeId.replace(/[^A-Za-z0-9_-]/g, '').slice(-12)}`;
+    if (existsSync(join(base, 'cgroup.controllers')) && writable(base)) {
+      this.mode = this.setUpV2(base, leaf) ? 'v2' : 'none';
     } else {
-      this.mode = 'none';
+      this.mode = this.setUpV1(base, leaf) ? 'v1' : 'none';
     }
-    if (this.root !== undefined) {
-      try {
-        mkdirSync(this.root, { recursive: true });
-      } catch (e) {
-        this.log.warn({ err: e, root: this.root }, 'cgroups: cannot create the baton cgroup; sandbox memory accounting is off');
-        this.mode = 'none';
-        this.root = undefined;
-      }
-    }
+    const missing = CONTROLLERS.filter((c) => !this.parents.has(c));
     if (this.mode === 'none') {
-      this.log.warn('cgroups: neither a writable cgroup v2 hierarchy nor a v1 memory controller is available; sandbox memory accounting and freezing are off');
+      log.warn(
+        'cgroups: no writable cgroup v2 hierarchy and no writable v1 controllers (run the worker as root on a host with cgroups): sandboxes run without memory or pids limits, memory is measured by RSS, and freezing falls back to signals',
+      );
     } else {
-      this.log.info({ mode: this.mode, root: this.root }, `cgroups ${this.mode}: sandboxes get their own memory cgroup; freezing and swap control need a later version`);
+      log.info(
+        { mode: this.mode, controllers: [...this.parents.keys()], root: this.parents.get('memory') ?? [...this.parents.values()][0] },
+        `cgroups ${this.mode}: each sandbox gets its own group${missing.length > 0 ? `; unavailable controllers: ${missing.join(', ')}` : ''}`,
+      );
     }
   }
 
-  place(pid: number, sandboxId: string): void {
-    if (this.root === undefined) return;
+  /**
+   * Remove sandbox groups a previous run of this worker left behind (killed
+   * before it could clean up); call after its leftover processes were killed.
+   */
+  async removeStale(): Promise<number> {
+    const stale = new Set<string>();
+    for (const parent of this.parents.values()) {
+      for (const name of readdirSync(parent, { withFileTypes: true })) if (name.isDirectory()) stale.add(name.name);
+    }
+    for (const name of stale) await this.remove({ name, dirs: new Map([...this.parents].map(([c, p]) => [c, join(p, name)])), procsFiles: [] });
+    return stale.size;
+  }
+
+  /** Remove this worker's own groups (at stop, once its sandboxes are gone). */
+  close(): void {
+    for (const dir of new Set(this.parents.values())) tryRmdir(dir);
+  }
+
+  has(c: Controller): boolean {
+    return this.parents.has(c);
+  }
+
+  private setUpV2(base: string, leaf: string): boolean {
     try {
-      const dir = join(this.root, sandboxId);
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+      const available = new Set(readFileSync(join(base, 'cgroup.controllers'), 'utf8').trim().split(/\s+/));
+      const wanted = CONTROLLERS.filter((c) => c === 'freezer' || available.has(c));
+      const root = join(base, 'baton');
+      const parent = join(root, leaf);
+      mkdirSync(parent, { recursive: true });
+      const enable = wanted
+        .filter((c) => c !== 'freezer')
+        .map((c) => `+${c}`)
+        .join(' ');
+      // Controllers must be enabled on the way down; the root cgroup may hold processes, ours hold none.
+      for (const dir of [base, root, parent]) {
+        try {
+          writeFileSync(join(dir, 'cgroup.subtree_control'), enable);
+        } catch (e) {
+          this.log.warn({ err: e, dir }, 'cgroups v2: could not enable controllers here');
+        }
+      }
+      const enabled = new Set(readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/));
+      for (const c of wanted) if (c === 'freezer' || enabled.has(c)) this.parents.set(c, parent);
+      return this.parents.size > 0;
     } catch (e) {
-      if (!this.warned) {
-        this.warned = true;
-        this.log.warn({ err: e }, 'cgroups: could not place a sandbox in its cgroup (further failures are not logged)');
+      this.log.warn({ err: e }, 'cgroups v2: cannot create the baton cgroup');
+      return false;
+    }
+  }
+
+  private setUpV1(base: string, leaf: string): boolean {
+    const own = ownV1Paths();
+    for (const c of CONTROLLERS) {
+      const mount = join(base, c);
+      if (!existsSync(join(mount, 'cgroup.procs'))) continue;
+      // Nest under the worker's own group where we may, so the host's limits still apply.
+      for (const start of [join(mount, own.get(c) ?? '/'), mount]) {
+        if (!writable(start)) continue;
+        try {
+          const parent = join(start, leaf);
+          mkdirSync(parent, { recursive: true });
+          if (c === 'cpuset') inheritCpuset(start, parent);
+          this.parents.set(c, parent);
+          break;
+        } catch (e) {
+          this.log.debug({ err: e, controller: c, start }, 'cgroups v1: cannot create a group here');
+        }
+      }
+    }
+    return this.parents.size > 0;
+  }
+
+  /** Create a sandbox's group with its limits. Undefined when cgroups are off or creation failed. */
+  create(name: string, limits: CgroupLimits): CgroupHandle | undefined {
+    if (this.mode === 'none') return undefined;
+    const dirs = new Map<Controller, string>();
+    try {
+      for (const [c, parent] of this.parents) {
+        const dir = join(parent, name);
+        if (!existsSync(dir)) mkdirSync(dir);
+        dirs.set(c, dir);
+        if (c === 'cpuset' && this.mode === 'v1') inheritCpuset(parent, dir);
+      }
+      this.applyLimits(dirs, limits);
+    } catch (e) {
+      this.warnOnce(e, 'could not create a sandbox cgroup');
+      for (const dir of new Set(dirs.values())) tryRmdir(dir);
+      return undefined;
+    }
+    const procsFiles = [...new Set(dirs.values())].map((d) => join(d, 'cgroup.procs'));
+    return { name, dirs, procsFiles };
+  }
+
+  private applyLimits(dirs: Map<Controller, string>, limits: CgroupLimits): void {
+    const mem = dirs.get('memory');
+    if (mem !== undefined && limits.memoryBytes !== undefined) {
+      const bytes = String(Math.max(16 * 1024 * 1024, Math.floor(limits.memoryBytes)));
+      writeFileSync(join(mem, this.mode === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'), bytes);
+    }
+    const pids = dirs.get('pids');
+    if (pids !== undefined && limits.pids !== undefined) writeFileSync(join(pids, 'pids.max'), String(limits.pids));
+  }
+
+  /** Put an already running process into the group (prefer writing the pid before it forks: see procsFiles). */
+  place(h: CgroupHandle, pid: number): void {
+    for (const f of h.procsFiles) {
+      try {
+        writeFileSync(f, String(pid));
+      } catch (e) {
+        this.warnOnce(e, 'could not place a sandbox process in its cgroup');
       }
     }
   }
 
-  remove(sandboxId: string): void {
-    if (this.root === undefined) return;
-    try {
-      rmdirSync(join(this.root, sandboxId));
-    } catch {
-      // still has processes or never created: nothing to do
+  /** Remove the group once its processes are gone (they may take a moment to leave it). */
+  async remove(h: CgroupHandle): Promise<void> {
+    const dirs = [...new Set(h.dirs.values())];
+    for (let attempt = 0; attempt < 50 && dirs.length > 0; attempt++) {
+      for (let i = dirs.length - 1; i >= 0; i--) if (tryRmdir(dirs[i] as string)) dirs.splice(i, 1);
+      if (dirs.length > 0) await new Promise((r) => setTimeout(r, Math.min(10 * (attempt + 1), 100)));
     }
+    if (dirs.length > 0) this.log.warn({ dirs }, 'cgroups: sandbox groups still busy after their processes exited; left behind');
+  }
+
+  private warnOnce(e: unknown, msg: string): void {
+    if (this.warned) return;
+    this.warned = true;
+    this.log.warn({ err: e }, `cgroups: ${msg} (further failures are not logged)`);
   }
 }
 
@@ -76,5 +194,37 @@ function writable(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+function tryRmdir(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
+/** This process's v1 group path per controller, from /proc/self/cgroup. */
+function ownV1Paths(): Map<string, string> {
+  const out = new Map<string, string>();
+  try {
+    for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+      const [, ctrls, path] = line.split(':');
+      if (ctrls === undefined || path === undefined) continue;
+      for (const c of ctrls.split(',')) if (c !== '') out.set(c, path);
+    }
+  } catch {
+    // not Linux: nothing to nest under
+  }
+  return out;
+}
+
+/** A new v1 cpuset group starts empty: give it its parent's cpus and memory nodes. */
+function inheritCpuset(parent: string, dir: string): void {
+  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+    const cur = readFileSync(join(dir, f), 'utf8').trim();
+    if (cur === '') writeFileSync(join(dir, f), readFileSync(join(parent, f), 'utf8').trim());
   }
 }

@@ -1,18 +1,15 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
-import { mkdirSync } from 'node:fs';
-import { compiledSibling } from '../../common/compiled-path.js';
 import { BatonError } from '../../common/errors.js';
 import { terminate } from '../../common/terminate.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
-import type { Cgroups } from './cgroups.js';
+import type { Jail, Slot } from './jail.js';
 
-const SHIM_PATH = compiledSibling('http-shim.js', import.meta.url);
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
 
-type ShimMessage = { t: 'spawned'; pid: number } | { t: 'exit'; code: number | null; signal: string | null; stderr: string };
+type ShimMessage = { t: 'exit'; code: number | null; signal: string | null; stderr: string };
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,15 +43,16 @@ class HttpSandbox implements Sandbox {
     readonly id: string,
     readonly spec: SandboxSpec,
     private readonly shim: ChildProcess,
-    readonly pid: number | undefined,
     private readonly port: number,
-    private readonly cgroups: Cgroups,
   ) {
     shim.once('exit', (code, signal) => {
       this.agent.destroy();
-      this.cgroups.remove(id);
       if (!this.stopping) this.exitCb?.(`server process exited (code ${code}, signal ${signal})`);
     });
+  }
+
+  get pid(): number | undefined {
+    return this.shim.pid;
   }
 
   invoke(req: SandboxRequest): Promise<SandboxResponse> {
@@ -65,7 +63,18 @@ class HttpSandbox implements Sandbox {
       headers['content-length'] = String(req.body.length);
       const r = httpRequest({ host: '127.0.0.1', port: this.port, method: req.method, path: req.path, headers, agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > req.maxResponseBytes) {
+            // stop reading: the rest would only be thrown away
+            clearTimeout(timer);
+            r.destroy();
+            resolve(errorResponse(502, 'response_too_large', `the function's response exceeds the limit of ${req.maxResponseBytes} bytes`, performance.now() - started));
+            return;
+          }
+          chunks.push(c);
+        });
         res.on('end', () => {
           clearTimeout(timer);
           const out: Record<string, string> = {};
@@ -96,39 +105,56 @@ class HttpSandbox implements Sandbox {
   }
 }
 
-/** Runtime `http`: any command serving HTTP on $PORT (the Knative / Cloud Run contract), readiness-checked. */
+/**
+ * Runtime `http`: any command serving HTTP on $PORT (the Knative / Cloud Run
+ * contract), readiness-checked. The command runs in its sandbox's jail (see
+ * Jail) under a small supervisor that kills its whole process group with it;
+ * its working directory is its (read-only) code directory, like a container's
+ * workdir, and TMPDIR/HOME point at its private scratch directory.
+ */
 export class HttpRuntime implements SandboxRuntime {
   readonly name = 'http';
 
   constructor(
-    private readonly cgroups: Cgroups,
-    private readonly opts: { startupTimeoutMs?: number; scratchDir: string },
+    private readonly jail: Jail,
+    private readonly track: (child: ChildProcess, slot: Slot) => void,
+    private readonly opts: { startupTimeoutMs?: number } = {},
   ) {}
 
   async create(id: string, spec: SandboxSpec, codeDir: string | undefined): Promise<Sandbox> {
     const command = spec.command;
     if (command === undefined || command.length === 0) throw new BatonError('sandbox_failed', 'runtime http needs a command');
-    let cwd = codeDir;
-    if (cwd === undefined) {
-      cwd = `${this.opts.scratchDir}/${id}`;
-      mkdirSync(cwd, { recursive: true });
+    const slot = this.jail.allocate();
+    let shim: ChildProcess | undefined;
+    try {
+      if (codeDir !== undefined) await this.jail.linkCode(codeDir, slot);
+      const port = await freePort();
+      const cwd = codeDir === undefined ? slot.scratchDir : slot.codeDir;
+      const env = { ...baseEnv(), ...spec.env, PORT: String(port), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
+      shim = this.jail.spawn(slot, [this.jail.node, this.jail.script('http-shim.js'), cwd, ...command], env, ['ignore', 'inherit', 'pipe', 'ipc']);
+      this.track(shim, slot);
+      return await this.awaitReady(id, shim, port, command, spec);
+    } catch (e) {
+      // the slot goes back once its process has exited (see track), or now if none started
+      if (shim === undefined) await this.jail.release(slot);
+      throw e;
     }
-    const port = await freePort();
-    const shim = fork(SHIM_PATH, [cwd, ...command], {
-      env: { ...baseEnv(), ...spec.env, PORT: String(port) },
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-      execArgv: [],
-    });
+  }
+
+  private async awaitReady(id: string, shim: ChildProcess, port: number, command: string[], spec: SandboxSpec): Promise<Sandbox> {
     let stderr = '';
-    shim.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    shim.stderr?.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
     let exited: ShimMessage | undefined;
-    let pid: number | undefined;
     shim.on('message', (m: ShimMessage) => {
-      if (m.t === 'spawned') pid = m.pid;
-      else exited = m;
+      if (m.t === 'exit') exited = m;
     });
     shim.once('exit', (code) => (exited ??= { t: 'exit', code, signal: null, stderr }));
-    const deadline = performance.now() + (this.opts.startupTimeoutMs ?? Math.min(spec.timeoutMs, 30_000));
+    shim.on('error', (e) => (exited ??= { t: 'exit', code: null, signal: null, stderr: `cannot start the sandbox: ${e.message}` }));
+    const startupMs = this.opts.startupTimeoutMs ?? Math.min(spec.timeoutMs, 20_000);
+    const deadline = performance.now() + startupMs;
     let wait = 2;
     for (;;) {
       if (exited !== undefined) {
@@ -137,14 +163,13 @@ export class HttpRuntime implements SandboxRuntime {
       }
       if (await canConnect(port)) break;
       if (performance.now() > deadline) {
-        shim.kill('SIGTERM');
-        throw new BatonError('sandbox_failed', `\`${command.join(' ')}\` did not accept connections on $PORT=${port} within the startup timeout`);
+        shim.kill('SIGKILL');
+        throw new BatonError('sandbox_failed', `\`${command.join(' ')}\` did not listen on $PORT (${port}) within ${Math.round(startupMs / 1000)} s of starting; an http function must serve HTTP on the port in $PORT`);
       }
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(wait * 2, 100);
     }
-    if (pid !== undefined) this.cgroups.place(pid, id);
-    return new HttpSandbox(id, spec, shim, pid, port, this.cgroups);
+    return new HttpSandbox(id, spec, shim, port);
   }
 
   close(): Promise<void> {

@@ -15,7 +15,10 @@ let handler: FetchLike | undefined;
 let fnEnv: Record<string, string> = {};
 
 function send(m: FromRunner): void {
-  process.send?.(m);
+  // With a callback a failed send (channel closing) is reported here instead of as an 'error' event.
+  process.send?.(m, undefined, undefined, (e: Error | null) => {
+    if (e !== null) process.stderr.write(`baton runner: could not reach the worker: ${e.message}\n`);
+  });
 }
 
 process.on('disconnect', () => process.exit(0));
@@ -30,7 +33,8 @@ process.on('unhandledRejection', (e) => {
 async function load(m: Extract<ToRunner, { t: 'load' }>): Promise<void> {
   const t0 = performance.now();
   try {
-    process.chdir(m.codeDir);
+    // The code directory is read-only; the function works in its own scratch directory.
+    process.chdir(m.scratchDir);
     for (const k of Object.keys(process.env)) delete process.env[k];
     Object.assign(process.env, m.env);
     fnEnv = { ...m.env };
@@ -73,6 +77,11 @@ async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
     const request = new Request(`http://localhost${m.path}`, { method: m.method, headers: m.headers, body: hasBody ? m.body : null });
     const value = await handler(request, fnEnv, { callId: m.callId, priceClass: m.priceClass });
     const r = await toResult(value);
+    if (r.body.byteLength > m.maxResponseBytes) {
+      const message = `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${m.maxResponseBytes} bytes`;
+      send({ t: 'result', id: m.id, status: 502, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify({ error: { code: 'response_too_large', message } })), execMs: performance.now() - t0, error: { code: 'response_too_large', message } });
+      return;
+    }
     send({ t: 'result', id: m.id, ...r, execMs: performance.now() - t0 });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

@@ -4,9 +4,9 @@ import { terminate } from '../../common/terminate.js';
 import type { Logger } from '../../common/logger.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
-import type { Cgroups } from './cgroups.js';
-import type { FromRunner } from './runner-protocol.js';
-import { StemCellPool } from './stem-cell-pool.js';
+import type { Jail } from './jail.js';
+import type { FromRunner, ToRunner } from './runner-protocol.js';
+import { StemCellPool, alive, type StemCell } from './stem-cell-pool.js';
 
 interface Pending {
   resolve: (r: SandboxResponse) => void;
@@ -18,14 +18,15 @@ class NodeSandbox implements Sandbox {
   private readonly pending = new Map<number, Pending>();
   private exitCb: ((reason: string) => void) | undefined;
   private stopping = false;
+  private readonly child: ChildProcess;
 
   constructor(
     readonly id: string,
     readonly spec: SandboxSpec,
-    private readonly child: ChildProcess,
-    private readonly cgroups: Cgroups,
+    cell: StemCell,
   ) {
-    child.on('message', (m: FromRunner) => {
+    this.child = cell.child;
+    this.child.on('message', (m: FromRunner) => {
       if (m.t !== 'result') return;
       const p = this.pending.get(m.id);
       if (p === undefined) return;
@@ -35,14 +36,13 @@ class NodeSandbox implements Sandbox {
       if (m.error !== undefined) r.error = m.error;
       p.resolve(r);
     });
-    child.once('exit', (code, signal) => {
+    this.child.once('exit', (code, signal) => {
       const reason = `runner exited (code ${code}, signal ${signal})`;
       for (const p of this.pending.values()) {
         clearTimeout(p.timer);
         p.resolve(errorResponse(502, 'sandbox_failed', `sandbox ${id} died during the call: ${reason}`));
       }
       this.pending.clear();
-      this.cgroups.remove(id);
       if (!this.stopping) this.exitCb?.(reason);
     });
   }
@@ -52,9 +52,7 @@ class NodeSandbox implements Sandbox {
   }
 
   invoke(req: SandboxRequest): Promise<SandboxResponse> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null || !this.child.connected) {
-      return Promise.resolve(errorResponse(502, 'sandbox_failed', `sandbox ${this.id} is not running`));
-    }
+    if (!alive(this.child)) return Promise.resolve(errorResponse(502, 'sandbox_failed', `sandbox ${this.id} is not running`));
     const id = this.nextId++;
     const started = performance.now();
     return new Promise((resolve) => {
@@ -65,7 +63,13 @@ class NodeSandbox implements Sandbox {
         this.child.kill('SIGKILL');
       }, req.timeoutMs);
       this.pending.set(id, { resolve, timer });
-      this.child.send({ t: 'invoke', id, method: req.method, path: req.path, headers: req.headers, body: req.body, callId: req.callId, priceClass: req.priceClass });
+      const msg: ToRunner = { t: 'invoke', id, method: req.method, path: req.path, headers: req.headers, body: req.body, callId: req.callId, priceClass: req.priceClass, maxResponseBytes: req.maxResponseBytes };
+      this.child.send(msg, undefined, undefined, (e: Error | null) => {
+        if (e === null || !this.pending.has(id)) return;
+        this.pending.delete(id);
+        clearTimeout(timer);
+        resolve(errorResponse(502, 'sandbox_failed', `could not hand the call to sandbox ${this.id}: ${e.message}`));
+      });
     });
   }
 
@@ -80,23 +84,30 @@ class NodeSandbox implements Sandbox {
 }
 
 /** Runtime `node`: a JS module with a default fetch handler, in a pre-started runner process. */
-export class NodeRuntime implements SandboxRuntime {
+export class NodejsRuntime implements SandboxRuntime {
   readonly name = 'node';
   private readonly pool: StemCellPool;
 
   constructor(
     log: Logger,
-    private readonly cgroups: Cgroups,
-    opts: { stemCells?: number; runnerPath?: string } = {},
+    private readonly jail: Jail,
+    track: (cell: StemCell) => void,
+    opts: { stemCells?: number } = {},
   ) {
-    this.pool = new StemCellPool(opts.stemCells ?? 2, log, opts.runnerPath);
+    this.pool = new StemCellPool(opts.stemCells ?? 2, log, jail, track);
   }
 
   async create(id: string, spec: SandboxSpec, codeDir: string | undefined): Promise<Sandbox> {
     if (spec.handler === undefined) throw new BatonError('sandbox_failed', 'runtime node needs a handler');
     if (codeDir === undefined) throw new BatonError('sandbox_failed', 'runtime node needs a code bundle');
-    const child = await this.pool.take();
-    if (child.pid !== undefined) this.cgroups.place(child.pid, id);
+    const cell = await this.pool.take();
+    const { child, slot } = cell;
+    try {
+      await this.jail.linkCode(codeDir, slot);
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw new BatonError('sandbox_failed', `cannot prepare the code of ${spec.functionKey}: ${(e as Error).message}`, { cause: e });
+    }
     const loaded = await new Promise<FromRunner>((resolve) => {
       const onMessage = (m: FromRunner): void => {
         if (m.t === 'ready' || m.t === 'loadError') {
@@ -111,13 +122,16 @@ export class NodeRuntime implements SandboxRuntime {
       };
       child.on('message', onMessage);
       child.once('exit', onExit);
-      child.send({ t: 'load', codeDir, handler: spec.handler ?? '', env: { ...baseEnv(), ...spec.env } });
+      const load: ToRunner = { t: 'load', codeDir: slot.codeDir, scratchDir: slot.scratchDir, handler: spec.handler ?? '', env: { ...baseEnv(), ...spec.env, TMPDIR: slot.scratchDir, HOME: slot.scratchDir } };
+      child.send(load, undefined, undefined, (e: Error | null) => {
+        if (e !== null) onExit(null);
+      });
     });
     if (loaded.t === 'loadError') {
       child.kill('SIGKILL');
       throw new BatonError('sandbox_failed', `cannot load ${spec.handler}: ${loaded.message}`);
     }
-    return new NodeSandbox(id, spec, child, this.cgroups);
+    return new NodeSandbox(id, spec, cell);
   }
 
   close(): Promise<void> {

@@ -1,25 +1,33 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { compiledSibling } from '../../common/compiled-path.js';
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../common/logger.js';
 import { baseEnv } from '../runtime.js';
+import type { Jail, Slot } from './jail.js';
 import type { FromRunner } from './runner-protocol.js';
 
-export const RUNNER_PATH = compiledSibling('node-runner.js', import.meta.url);
+/** A started generic runner in its own slot (uid, namespaces, cgroup), not yet any function's. */
+export interface StemCell {
+  child: ChildProcess;
+  slot: Slot;
+}
 
 /**
  * Pre-started generic node runners (seed 002 §4.2): a cold start takes one that
- * is already up and only loads the function's module into it. The pool refills
- * in the background.
+ * is already up — already inside its namespaces, under its own uid, in its
+ * cgroup — and only loads the function's module into it. The pool refills in
+ * the background.
  */
 export class StemCellPool {
-  private readonly idle: ChildProcess[] = [];
+  private readonly idle: StemCell[] = [];
   private starting = 0;
   private closed = false;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly size: number,
     private readonly log: Logger,
-    private readonly runnerPath = RUNNER_PATH,
+    private readonly jail: Jail,
+    /** Called for every runner started, with a cleanup to run when it exits. */
+    private readonly track: (cell: StemCell) => void,
     private readonly refillDelayMs = 50,
   ) {
     if (!Number.isInteger(size) || size < 0) throw new RangeError(`stemCells must be a non-negative integer, got ${size}`);
@@ -35,10 +43,10 @@ export class StemCellPool {
    * pool refills a little later, so booting the replacement (tens of ms of
    * CPU) does not compete with the cold start that just took a runner.
    */
-  async take(): Promise<ChildProcess> {
-    let child = this.idle.pop();
-    while (child !== undefined && (child.exitCode !== null || child.signalCode !== null || !child.connected)) child = this.idle.pop();
-    if (child === undefined) {
+  async take(): Promise<StemCell> {
+    let cell = this.idle.pop();
+    while (cell !== undefined && !alive(cell.child)) cell = this.idle.pop();
+    if (cell === undefined) {
       this.refill();
       return this.spawn();
     }
@@ -49,10 +57,8 @@ export class StemCellPool {
       }, this.refillDelayMs);
       this.refillTimer.unref();
     }
-    return child;
+    return cell;
   }
-
-  private refillTimer: NodeJS.Timeout | undefined;
 
   private refill(): void {
     while (!this.closed && this.idle.length + this.starting < this.size) {
@@ -60,7 +66,7 @@ export class StemCellPool {
       this.spawn().then(
         (c) => {
           this.starting--;
-          if (this.closed) c.kill('SIGKILL');
+          if (this.closed) c.child.kill('SIGKILL');
           else this.idle.push(c);
         },
         (e: unknown) => {
@@ -71,35 +77,51 @@ export class StemCellPool {
     }
   }
 
-  private spawn(): Promise<ChildProcess> {
+  private spawn(): Promise<StemCell> {
     return new Promise((resolve, reject) => {
-      const child = fork(this.runnerPath, [], {
-        serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        env: baseEnv(),
-        execArgv: [],
-      });
+      let slot: Slot;
+      try {
+        slot = this.jail.allocate();
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+      const env = { ...baseEnv(), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
+      const child = this.jail.spawn(slot, [this.jail.node, this.jail.script('node-runner.js')], env, ['ignore', 'inherit', 'inherit', 'ipc'], 'advanced');
+      const cell = { child, slot };
+      this.track(cell);
       const onMessage = (m: FromRunner): void => {
         if (m.t !== 'up') return;
         cleanup();
-        resolve(child);
+        resolve(cell);
       };
       const onExit = (code: number | null, signal: string | null): void => {
         cleanup();
         reject(new Error(`runner exited during start (code ${code}, signal ${signal})`));
       };
+      const onError = (e: Error): void => {
+        cleanup();
+        child.kill('SIGKILL');
+        reject(e);
+      };
       const cleanup = (): void => {
         child.off('message', onMessage);
         child.off('exit', onExit);
+        child.off('error', onError);
       };
       child.on('message', onMessage);
       child.on('exit', onExit);
+      child.on('error', onError);
     });
   }
 
   close(): void {
     this.closed = true;
     if (this.refillTimer !== undefined) clearTimeout(this.refillTimer);
-    for (const c of this.idle.splice(0)) c.kill('SIGKILL');
+    for (const c of this.idle.splice(0)) c.child.kill('SIGKILL');
   }
+}
+
+export function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null && child.connected;
 }
