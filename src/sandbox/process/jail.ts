@@ -148,8 +148,13 @@ export class Jail {
     rmSync(this.slotsDir, { recursive: true, force: true });
     mkdirSync(this.slotsDir, { recursive: true, mode: 0o700 });
     // The state dir holds the node identity and every tenant's bundles: owner only.
-    chmodSync(opts.stateDir, 0o700);
-    chmodSync(this.slotsDir, 0o700);
+    for (const d of [opts.stateDir, this.slotsDir]) {
+      try {
+        chmodSync(d, 0o700);
+      } catch (e) {
+        log.warn({ err: e, dir: d }, 'cannot make the worker state dir private (owner only); other local users may read bundles');
+      }
+    }
 
     this.unshare = which('unshare');
     const isRoot = process.getuid?.() === 0;
