@@ -54,13 +54,13 @@ export interface WorkerHandle {
 
 export async function startWorker(
   cp: { url: string; joinToken: string; apiKey: string },
-  opts: { stateDir?: string; runtime?: 'process' | 'emulated'; name?: string; args?: string[]; env?: Record<string, string> } = {},
+  opts: { stateDir?: string; runtime?: 'process' | 'emulated'; name?: string; args?: string[]; env?: Record<string, string>; controlPlane?: string } = {},
 ): Promise<WorkerHandle> {
   const stateDir = opts.stateDir ?? tempDir('worker');
   const name = opts.name ?? `w-${Math.random().toString(36).slice(2, 8)}`;
   // the join token goes by environment: it must never appear on a command line
   const { proc, output } = spawnBaton(
-    ['worker', '--control-plane', cp.url.replace(/^http/, 'ws'), '--runtime', opts.runtime ?? 'process', '--state-dir', stateDir, '--name', name, ...(opts.args ?? [])],
+    ['worker', '--control-plane', opts.controlPlane ?? cp.url.replace(/^http/, 'ws'), '--runtime', opts.runtime ?? 'process', '--state-dir', stateDir, '--name', name, ...(opts.args ?? [])],
     { BATON_JOIN_TOKEN: cp.joinToken, ...opts.env },
   );
   await waitFor(async () => {
