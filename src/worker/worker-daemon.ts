@@ -91,7 +91,7 @@ export class WorkerDaemon {
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private stopped: Promise<void> | undefined;
-  private stoppedCb: (() => void) | undefined;
+  private readonly stoppedCbs: (() => void)[] = [];
 
   constructor(private readonly opts: WorkerOptions) {
     this.cfg = compile(opts);
@@ -125,7 +125,7 @@ export class WorkerDaemon {
 
   /** Resolves when the daemon has stopped. */
   whenStopped(): Promise<void> {
-    return this.state === 'stopped' ? Promise.resolve() : new Promise((r) => (this.stoppedCb = r));
+    return this.state === 'stopped' ? Promise.resolve() : new Promise((r) => this.stoppedCbs.push(r));
   }
 
   get sandboxCount(): number {
@@ -352,7 +352,7 @@ export class WorkerDaemon {
    * timeout, then stop.
    */
   async drain(): Promise<void> {
-    if (this.state === 'stopping' || this.state === 'stopped') return this.whenStopped();
+    if (this.state === 'stopping' || this.state === 'stopped') return this.stop();
     if (this.state !== 'draining') {
       this.state = 'draining';
       this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
@@ -383,7 +383,7 @@ export class WorkerDaemon {
     this.ws = undefined;
     this.state = 'stopped';
     this.log.info('worker stopped');
-    this.stoppedCb?.();
+    for (const cb of this.stoppedCbs.splice(0)) cb();
   }
 }
 
