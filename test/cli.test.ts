@@ -64,6 +64,10 @@ describe('CLI arguments', () => {
     writeFileSync(join(creds, 'credentials.json'), JSON.stringify({ gateway: 'http://file:1/', apiKey: 'kfile' }));
     expect(resolveTarget({}, cwd)).toEqual({ gateway: 'http://file:1', apiKey: 'kfile' });
     expect(resolveTarget({ gateway: 'http://flag:2', apiKey: 'kflag' }, cwd)).toEqual({ gateway: 'http://flag:2', apiKey: 'kflag' });
+    // a gateway without a scheme is plain http; a non-http one is refused clearly
+    expect(resolveTarget({ gateway: '127.0.0.1:8080', apiKey: 'k' }, cwd).gateway).toBe('http://127.0.0.1:8080');
+    expect(() => resolveTarget({ gateway: 'ws://127.0.0.1:8080', apiKey: 'k' }, cwd)).toThrow(/expected http:\/\/ or https:\/\/, got ws:/);
+    expect(() => resolveTarget({ gateway: 'http://[bad', apiKey: 'k' }, cwd)).toThrow(/is not a URL/);
   });
 });
 
@@ -107,5 +111,17 @@ describe('the baton command against a real cluster', () => {
     const r = spawnSync(process.execPath, [BIN, '--gateway', 'http://127.0.0.1:1', '--api-key', 'x', 'fn', 'ls'], { encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/cannot reach the control plane at http:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('ns create honours -o json, -o yaml is a clean error, a gateway without a scheme works', () => {
+    const created = run('-o', 'json', 'ns', 'create', 'team-json');
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.out)).toEqual({ namespace: 'team-json', apiKey: expect.stringMatching(/^bk_/) as unknown });
+    const yaml = run('-o', 'yaml', 'fn', 'ls');
+    expect(yaml.code).not.toBe(0);
+    expect(yaml.err).toBe('baton: -o yaml: unknown output format; use table or json\n');
+    const bare = spawnSync(process.execPath, [BIN, '--gateway', cp.url.replace(/^http:\/\//, ''), '--api-key', cp.apiKey, '-o', 'json', 'ns', 'ls'], { encoding: 'utf8' });
+    expect(bare.status).toBe(0);
+    expect((JSON.parse(bare.stdout) as { namespaces: { name: string }[] }).namespaces.map((n) => n.name)).toContain('team-json');
   });
 });

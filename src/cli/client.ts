@@ -37,7 +37,22 @@ export function resolveTarget(o: ClientOptions, cwd = process.cwd()): Target {
   }
   if (gateway === undefined) throw new CliError('no gateway: pass --gateway, set BATON_GATEWAY, or run `baton dev` in this directory');
   if (apiKey === undefined) throw new CliError('no API key: pass --api-key, set BATON_API_KEY, or run `baton dev` in this directory');
-  return { gateway: gateway.replace(/\/+$/, ''), apiKey };
+  return { gateway: normalizeGateway(gateway), apiKey };
+}
+
+/** `127.0.0.1:8080` means `http://127.0.0.1:8080`; anything that is not an http(s) URL is refused with the reason. */
+export function normalizeGateway(raw: string): string {
+  const text = raw.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new CliError(`gateway "${raw}" is not a URL (expected http://HOST:PORT)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`gateway "${raw}": expected http:// or https://, got ${url.protocol}`);
+  if (url.search !== '' || url.hash !== '') throw new CliError(`gateway "${raw}": expected http://HOST:PORT without a query or fragment`);
+  return url.toString().replace(/\/+$/, '');
 }
 
 export interface Reply {

@@ -14,7 +14,11 @@ export function buildProgram(): Command {
     .option('--api-key <key>', 'API key (or BATON_API_KEY; default from ./.baton/credentials.json)')
     .option('-o, --output <format>', 'table or json', 'table')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', () => {
+      const o = program.opts<{ output: string }>().output;
+      if (o !== 'table' && o !== 'json') throw new CliError(`-o ${o}: unknown output format; use table or json`);
+    });
   const globals = (): { gateway?: string; apiKey?: string; output: string } => program.opts();
   registerServerCommands(program);
   registerFunctionCommands(program, globals);

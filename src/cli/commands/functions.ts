@@ -96,8 +96,10 @@ export function registerFunctionCommands(program: Command, globals: () => Global
   ns.command('create <name>')
     .description('create a namespace and print its API key (shown once)')
     .action(async (name: string) => {
-      const r = await call<{ namespace: string; apiKey: string }>(resolveTarget(globals()), 'POST', '/v1/namespaces', { name });
-      process.stdout.write(`namespace: ${r.namespace}\napi key: ${r.apiKey}\n(keep the key: it is stored hashed and cannot be shown again)\n`);
+      const g = globals();
+      const r = await call<{ namespace: string; apiKey: string }>(resolveTarget(g), 'POST', '/v1/namespaces', { name });
+      if (g.output === 'json') process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      else process.stdout.write(`namespace: ${r.namespace}\napi key: ${r.apiKey}\n(keep the key: it is stored hashed and cannot be shown again)\n`);
     });
   ns.command('ls')
     .description('list namespaces')
