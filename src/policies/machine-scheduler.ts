@@ -53,13 +53,7 @@ export class PriorityMachineScheduler<T extends MachineTask> {
   submit(task: T): MachineDecision<T>[] {
     const free = this.onCore.indexOf(undefined);
     if (free !== -1) return [this.start(task, free)];
-    // lowest class running, latest started among equals
-    let victimCore = -1;
-    for (let c = 0; c < this.cores; c++) {
-      const t = this.onCore[c] as T;
-      const v = victimCore === -1 ? undefined : (this.onCore[victimCore] as T);
-      if (v === undefined || t.rank < v.rank || (t.rank === v.rank && (this.startedSeq[c] ?? 0) > (this.startedSeq[victimCore] ?? 0))) victimCore = c;
-    }
+    const victimCore = this.victimCore();
     const victim = this.onCore[victimCore] as T;
     if (victim.rank >= task.rank) {
       this.enqueue(task, false);
@@ -69,6 +63,57 @@ export class PriorityMachineScheduler<T extends MachineTask> {
     this.onCore[victimCore] = undefined;
     this.enqueue(victim, true);
     return [{ kind: 'preempt', task: victim, core: victimCore }, this.start(task, victimCore)];
+  }
+
+  /** The core of the lowest class running, latest started among equals (all cores busy). */
+  private victimCore(): number {
+    let victimCore = -1;
+    for (let c = 0; c < this.cores; c++) {
+      const t = this.onCore[c] as T;
+      const v = victimCore === -1 ? undefined : (this.onCore[victimCore] as T);
+      if (v === undefined || t.rank < v.rank || (t.rank === v.rank && (this.startedSeq[c] ?? 0) > (this.startedSeq[victimCore] ?? 0))) victimCore = c;
+    }
+    return victimCore;
+  }
+
+  /** Lowest class running on a core, or -1 when a core is idle. */
+  lowestRunningRank(): number {
+    if (this.coreOf.size < this.cores) return -1;
+    return (this.onCore[this.victimCore()] as T).rank;
+  }
+
+  /**
+   * A task's class changed (a sandbox's class is the highest class of the
+   * calls it runs: a call of another class joined or left it). A waiting task
+   * that rose may now preempt; a running task that fell may now be preempted
+   * by a waiting one. Unknown ids are ignored.
+   */
+  setRank(task: T, rank: number): MachineDecision<T>[] {
+    if (rank < 0 || rank >= this.waiting.length) throw new RangeError(`task rank ${rank} outside 0..${this.waiting.length - 1}`);
+    if (task.rank === rank) return [];
+    if (this.coreOf.has(task.id)) {
+      task.rank = rank;
+      const top = this.highestWaitingRank();
+      if (top <= rank || top <= this.lowestRunningRank()) return [];
+      // a waiting task now outranks the lowest running one: it takes that core
+      const victimCore = this.victimCore();
+      const victim = this.onCore[victimCore] as T;
+      const next = this.dequeue() as T;
+      this.coreOf.delete(victim.id);
+      this.onCore[victimCore] = undefined;
+      this.enqueue(victim, true);
+      return [{ kind: 'preempt', task: victim, core: victimCore }, this.start(next, victimCore)];
+    }
+    const q = this.waiting[task.rank];
+    if (q === undefined || !this.removeFrom(q, task.id)) return [];
+    this.waitingCount--;
+    task.rank = rank;
+    return this.submit(task);
+  }
+
+  private highestWaitingRank(): number {
+    for (let r = this.waiting.length - 1; r >= 0; r--) if ((this.waiting[r]?.length ?? 0) > 0) return r;
+    return -1;
   }
 
   /** A task finished (or was killed while running): its core takes the next waiting task. */
@@ -84,19 +129,24 @@ export class PriorityMachineScheduler<T extends MachineTask> {
   /** Drop a waiting task (killed). Returns whether it was found. */
   removeWaiting(id: number): boolean {
     for (const q of this.waiting) {
-      const keep: T[] = [];
-      let found = false;
-      for (let t = q.popFront(); t !== undefined; t = q.popFront()) {
-        if (t.id === id) found = true;
-        else keep.push(t);
-      }
-      for (const t of keep) q.pushBack(t);
-      if (found) {
+      if (this.removeFrom(q, id)) {
         this.waitingCount--;
         return true;
       }
     }
     return false;
+  }
+
+  /** Take one task out of a class queue, keeping the order of the rest. */
+  private removeFrom(q: Deque<T>, id: number): boolean {
+    const keep: T[] = [];
+    let found = false;
+    for (let t = q.popFront(); t !== undefined; t = q.popFront()) {
+      if (t.id === id && !found) found = true;
+      else keep.push(t);
+    }
+    for (const t of keep) q.pushBack(t);
+    return found;
   }
 
   /** Waiting tasks, highest class first, in the order they would run. */

@@ -177,6 +177,28 @@ describe('PriorityMachineScheduler', () => {
     expect(m.complete(99)).toEqual([]);
   });
 
+  it('re-ranks tasks: a waiting task that rises preempts, a running task that falls yields to a higher waiting one', () => {
+    const m = new PriorityMachineScheduler<MachineTask>(1, 4);
+    const a = t(1, 1);
+    const b = t(2, 0);
+    m.submit(a);
+    expect(m.submit(b)).toEqual([]);
+    expect(m.lowestRunningRank()).toBe(1);
+    // b's sandbox gets a critical call: it rises and takes the core
+    expect(m.setRank(b, 3)).toEqual([{ kind: 'preempt', task: a, core: 0 }, { kind: 'start', task: b, core: 0 }]);
+    // its critical call ends, a batch call remains: the waiting standard task (a) now wins
+    expect(m.setRank(b, 0)).toEqual([{ kind: 'preempt', task: b, core: 0 }, { kind: 'start', task: a, core: 0 }]);
+    // a running task rising preempts nobody
+    expect(m.setRank(a, 2)).toEqual([]);
+    expect(m.running()[0]).toBe(a);
+    expect(m.setRank(t(9, 0), 2)).toEqual([]); // unknown
+    expect(() => m.setRank(a, 4)).toThrow(/outside 0..3/);
+    expect(m.complete(1)).toEqual([{ kind: 'start', task: b, core: 0 }]);
+    expect(m.lowestRunningRank()).toBe(0);
+    m.complete(2);
+    expect(m.lowestRunningRank()).toBe(-1);
+  });
+
   it('preempts the latest-started among equally low tasks', () => {
     const m = new PriorityMachineScheduler<MachineTask>(2, 2);
     m.submit(t(1, 0));
@@ -191,32 +213,40 @@ describe('relieveMemoryPressure', () => {
   const r = (id: number, rank: number, memMb: number, running = false, swapped = false): Resident => ({ id, rank, memMb, running, swapped });
 
   it('does nothing without pressure', () => {
-    expect(relieveMemoryPressure([r(1, 0, 100)], 1000, 0)).toEqual({ swapOut: [], kill: [] });
+    expect(relieveMemoryPressure([r(1, 0, 100)], 1000, 0)).toEqual({ evict: [], swapOut: [], kill: [] });
   });
 
   it('swaps out the lowest non-running classes first, running ones only when that is not enough', () => {
     const d = relieveMemoryPressure([r(1, 3, 400), r(2, 0, 300), r(3, 1, 300), r(4, 0, 500, true)], 1000, 10_000);
     // 1500 MB in 1000: batch(2) then standard(3); the running batch task stays
-    expect(d).toEqual({ swapOut: [2, 3], kill: [] });
+    expect(d).toEqual({ evict: [], swapOut: [2, 3], kill: [] });
     const d2 = relieveMemoryPressure([r(1, 3, 400), r(2, 0, 300), r(3, 1, 300), r(4, 0, 200, true)], 1000, 10_000);
-    expect(d2).toEqual({ swapOut: [2], kill: [] });
+    expect(d2).toEqual({ evict: [], swapOut: [2], kill: [] });
     // running tasks alone exceed RAM: after the waiting ones, the lowest running class goes to swap
     const d3 = relieveMemoryPressure([r(1, 3, 700, true), r(2, 0, 700, true), r(3, 1, 100)], 1000, 10_000);
-    expect(d3).toEqual({ swapOut: [3, 2], kill: [] });
+    expect(d3).toEqual({ evict: [], swapOut: [3, 2], kill: [] });
+  });
+
+  it('evicts idle residents first, lowest class first, before swapping or killing anything that holds work', () => {
+    const idle = (id: number, rank: number, memMb: number): Resident => ({ ...r(id, rank, memMb), idle: true });
+    // 1600 MB in 1000, no swap: the idle batch (500) and the idle critical (300) go; the busy ones stay
+    expect(relieveMemoryPressure([idle(1, 3, 300), idle(2, 0, 500), r(3, 0, 400), r(4, 3, 400, true)], 1000, 0)).toEqual({ evict: [2, 1], swapOut: [], kill: [] });
+    // idle ones are not enough: then the lowest class holding work is killed
+    expect(relieveMemoryPressure([idle(1, 3, 100), r(2, 0, 600), r(3, 3, 600, true)], 1000, 0)).toEqual({ evict: [1], swapOut: [], kill: [2] });
   });
 
   it('swaps what fits, then kills once swap is full', () => {
     // 1200 MB in 600 MB of RAM, 400 MB of swap: batch(1) is swapped out, then standard(2) no longer fits and is killed
-    expect(relieveMemoryPressure([r(1, 0, 400), r(2, 1, 400), r(3, 2, 400)], 600, 400)).toEqual({ swapOut: [1], kill: [2] });
+    expect(relieveMemoryPressure([r(1, 0, 400), r(2, 1, 400), r(3, 2, 400)], 600, 400)).toEqual({ evict: [], swapOut: [1], kill: [2] });
   });
 
   it('kills when swap is exhausted, lowest class and not-running first', () => {
     const d = relieveMemoryPressure([r(1, 3, 600), r(2, 0, 600), r(3, 2, 600, true)], 1000, 500);
     // 1800 in RAM, nothing fits the 500 MB swap: kill batch(2), then critical(1) (not running) before the running one
-    expect(d).toEqual({ swapOut: [], kill: [2, 1] });
+    expect(d).toEqual({ evict: [], swapOut: [], kill: [2, 1] });
     const d2 = relieveMemoryPressure([r(1, 1, 400), r(2, 0, 400), r(3, 0, 400, false, true), r(4, 2, 600, true)], 1000, 800);
     // swap holds 400; batch(2) fits (800), then standard(1) does not: it is killed
-    expect(d2).toEqual({ swapOut: [2], kill: [] });
+    expect(d2).toEqual({ evict: [], swapOut: [2], kill: [] });
   });
 });
 
