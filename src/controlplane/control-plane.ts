@@ -159,6 +159,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     joinTokenHash: () => joinTokenHash,
     heartbeatMs,
     maxResponseBytes,
+    classes: priceClasses,
   });
   gateway.mount(app);
   const routes = new RouteTable(app, auth, log);

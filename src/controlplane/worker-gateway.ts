@@ -27,6 +27,8 @@ export interface WorkerGatewayOptions {
   heartbeatMs: number;
   /** Largest response body a call may return (the worker fails bigger ones on its side). */
   maxResponseBytes: number;
+  /** Price class names, cheapest first. */
+  classes: readonly string[];
   helloTimeoutMs?: number;
 }
 
@@ -173,7 +175,7 @@ export class WorkerGateway {
     this.sockets.set(node, ws);
     const drop: string[] = [];
     for (const report of hello.sandboxes) if (!this.opts.dispatcher.adopt(node, report)) drop.push(report.sandboxId);
-    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, maxResponseBytes: this.opts.maxResponseBytes, drop });
+    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, maxResponseBytes: this.opts.maxResponseBytes, classes: [...this.opts.classes], drop });
     this.log.info(
       { node: node.name, nodeId: node.id, cores: node.cores, memoryMb: node.memoryMb, runtime: node.runtime, adopted: hello.sandboxes.length - drop.length, dropped: drop.length },
       'worker joined',

@@ -76,8 +76,15 @@ export const helloFrame = z.object({
 });
 export const heartbeatFrame = z.object({
   t: z.literal('heartbeat'),
+  /** Memory this worker offers its sandboxes that they do not use now, MB. */
   freeMemoryMb: z.number().nonnegative(),
   sandboxes: z.number().int().nonnegative(),
+  /** Sandboxes running on its cores, by price class rank (cheapest first). */
+  busyByRank: z.array(z.number().int().nonnegative()).max(64).optional(),
+  /** Calls held on the worker waiting for a core. */
+  waiting: z.number().int().nonnegative().optional(),
+  /** Machine-scheduler preemptions so far. */
+  preemptions: z.number().int().nonnegative().optional(),
 });
 export const sandboxReadyFrame = z.object({
   t: z.literal('sandboxReady'),
@@ -108,6 +115,11 @@ export const resultFrame = z.object({
   body: bytes,
   /** Execution time inside the sandbox. */
   execMs: z.number().nonnegative(),
+  /** Metering: CPU time of the call, its memory × time (MB·ms), time frozen by higher classes and time held for a core, ms. */
+  cpuMs: z.number().nonnegative().optional(),
+  mbMs: z.number().nonnegative().optional(),
+  preemptMs: z.number().nonnegative().optional(),
+  waitMs: z.number().nonnegative().optional(),
   error: wireError.optional(),
 });
 export const bundleRequestFrame = z.object({ t: z.literal('getBundle'), hash: z.string().min(1).max(128) });
@@ -136,6 +148,8 @@ export const welcomeFrame = z.object({
   heartbeatMs: z.number().int().positive(),
   /** Largest response body a call may return; a larger one fails that call with response_too_large. */
   maxResponseBytes: z.number().int().positive(),
+  /** The price classes, cheapest first: the machine scheduler's ranks. */
+  classes: z.array(z.string()).min(1).max(64),
   /** Sandboxes from the hello report that the control plane did not adopt; the worker deletes them. */
   drop: z.array(id),
 });

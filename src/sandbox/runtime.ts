@@ -18,8 +18,47 @@ export interface SandboxResponse {
   headers: Record<string, string>;
   body: Uint8Array;
   execMs: number;
+  /** CPU time of this call as the sandbox measured it (its share when calls overlap), µs. */
+  cpuUs?: number;
   error?: WireError;
 }
+
+/**
+ * What the worker's machine scheduler and memory manager may do to a running
+ * sandbox. Implementations do what their platform allows; the worker logs at
+ * start what is unavailable.
+ */
+export interface SandboxControl {
+  /** Stop every process of the sandbox where it is (cgroup freezer, else SIGSTOP). */
+  freeze(): void;
+  thaw(): void;
+  /** Pin to one CPU (cpuset), or undefined for all of the worker's CPUs (`allCpus`). */
+  pin(cpu: number | undefined, allCpus: string): void;
+  /** Resident memory in bytes, or undefined when it cannot be measured. */
+  memoryBytes(): number | undefined;
+  /** CPU time used so far, µs, or undefined when not measured this way. */
+  cpuMicros(): number | undefined;
+  /** The class the sandbox runs at now (CPU weight, kill order under memory pressure). */
+  setRank(rank: number, ranks: number): void;
+  /** Push its memory out to swap; false when this machine cannot. */
+  swapOut(): boolean;
+  swapIn(): void;
+  /** How many of its processes the kernel OOM-killed so far. */
+  oomKills(): number;
+}
+
+/** For sandboxes that are only records: nothing to freeze, pin or measure. */
+export const NO_CONTROL: SandboxControl = {
+  freeze: () => undefined,
+  thaw: () => undefined,
+  pin: () => undefined,
+  memoryBytes: () => undefined,
+  cpuMicros: () => undefined,
+  setRank: () => undefined,
+  swapOut: () => false,
+  swapIn: () => undefined,
+  oomKills: () => 0,
+};
 
 /**
  * One running sandbox. `invoke` never throws: a handler error is a 500 with
@@ -31,7 +70,11 @@ export interface Sandbox {
   readonly spec: SandboxSpec;
   /** Host pid of the sandbox's top process (killing it kills the sandbox). */
   readonly pid: number | undefined;
+  readonly control: SandboxControl;
   invoke(req: SandboxRequest): Promise<SandboxResponse>;
+  /** Preempted by a higher class: its processes stop and its calls' timeouts stop counting. */
+  freeze(): void;
+  thaw(): void;
   stop(): Promise<void>;
   /** Called once if the sandbox dies on its own (not after stop()). */
   onExit(cb: (reason: string) => void): void;

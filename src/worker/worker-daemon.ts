@@ -1,15 +1,15 @@
-import { availableParallelism, freemem, hostname, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { BatonError, asBatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { decodeControlFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/codec.js';
-import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type CreateFrame, type InvokeFrame, type WorkerFrame } from '../protocol/messages.js';
+import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type CreateFrame, type WorkerFrame } from '../protocol/messages.js';
 import { EmulatedRuntime } from '../sandbox/emulated/emulated-runtime.js';
-import { errorResponse, type Sandbox, type SandboxResponse, type SandboxRuntime } from '../sandbox/runtime.js';
+import type { SandboxRuntime } from '../sandbox/runtime.js';
 import { createProcessRuntimes, type IsolationOptions } from '../sandbox/process/process-runtimes.js';
 import { BundleCache } from './bundle-cache.js';
 import { loadNodeId } from './node-identity.js';
+import { SandboxHost } from './sandbox-host.js';
 
 export interface WorkerOptions {
   controlPlane: string;
@@ -20,7 +20,10 @@ export interface WorkerOptions {
   nodeId?: string;
   name?: string;
   cores?: number;
+  /** Memory offered to sandboxes, MB (default: the machine's memory less a reserve for the system). */
   memoryMb?: number;
+  /** Enforce price classes on this machine (default true); false runs every call at once and lets the OS share cores. */
+  classes?: boolean;
   emulated?: { createMs?: number; execMs?: number; jitter?: number };
   stemCells?: number;
   /** Sandbox isolation for the process runtime (uids, namespaces, cgroup limits). */
@@ -33,11 +36,6 @@ export interface WorkerOptions {
 }
 
 export type WorkerState = 'starting' | 'connecting' | 'running' | 'draining' | 'stopping' | 'stopped';
-
-interface Held {
-  sandbox: Sandbox;
-  inflight: number;
-}
 
 /** Response size limit before the control plane says otherwise in its welcome. */
 const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
@@ -54,7 +52,9 @@ function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memo
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new TypeError(`controlPlane: expected ws:// or wss://, got ${url.protocol}`);
   if (o.joinToken === '') throw new TypeError('joinToken: required (the control plane prints it and keeps it in its credentials.json)');
   const cores = o.cores ?? availableParallelism();
-  const memoryMb = o.memoryMb ?? Math.floor(totalmem() / 1024 / 1024);
+  const totalMb = Math.floor(totalmem() / 1024 / 1024);
+  // the system, the worker and the page cache need room too: keep 10 % (at least 256 MB, at most 4 GB) back
+  const memoryMb = o.memoryMb ?? Math.max(64, totalMb - Math.min(4096, Math.max(256, Math.floor(totalMb / 10))));
   if (!Number.isInteger(cores) || cores < 1) throw new RangeError(`cores must be a positive integer, got ${o.cores}`);
   if (!Number.isInteger(memoryMb) || memoryMb < 1) throw new RangeError(`memoryMb must be a positive integer, got ${o.memoryMb}`);
   const drainTimeoutMs = o.drainTimeoutMs ?? 30_000;
@@ -75,8 +75,7 @@ export class WorkerDaemon {
   private readonly log: Logger;
   private readonly runtimes: Record<string, SandboxRuntime>;
   private readonly closeRuntimes: () => Promise<void>;
-  private readonly sandboxes = new Map<string, Held>();
-  private readonly creating = new Map<string, Promise<void>>();
+  private readonly host: SandboxHost;
   private readonly bundles: BundleCache;
   private ws: WebSocket | undefined;
   /** A hello went out on the current connection and no welcome came back yet. */
@@ -85,8 +84,6 @@ export class WorkerDaemon {
   private heldResults: WorkerFrame[] = [];
   private welcomed = false;
   private maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
-  private inflight = 0;
-  private idleWaiters: (() => void)[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -102,6 +99,7 @@ export class WorkerDaemon {
       const emu = new EmulatedRuntime(opts.emulated);
       this.runtimes = { node: emu, http: emu };
       this.closeRuntimes = () => emu.close();
+      this.host = this.newHost({});
     } else {
       const rts = createProcessRuntimes({
         log: this.log,
@@ -116,7 +114,30 @@ export class WorkerDaemon {
         await Promise.allSettled([rts.node.close(), rts.http.close()]);
         await rts.close();
       };
+      this.host = this.newHost({ cpus: rts.cpus, swapMb: () => rts.swapMb(), totalMemoryMb: () => rts.totalMemoryMb() });
+      this.host.startMemoryManager();
     }
+  }
+
+  private newHost(extra: { cpus?: number[]; swapMb?: () => number; totalMemoryMb?: () => number | undefined }): SandboxHost {
+    const classes = this.opts.classes ?? true;
+    this.log.info({ cores: this.cfg.cores, memoryMb: this.cfg.memoryMb, classes, pinning: (extra.cpus?.length ?? 0) > 0 }, classes ? 'machine scheduler: price classes enforced on this worker\'s cores' : 'machine scheduler OFF (--no-classes): every call runs at once and the OS shares the cores');
+    return new SandboxHost(
+      {
+        log: this.log,
+        runtimes: this.runtimes,
+        cores: this.cfg.cores,
+        memoryMb: this.cfg.memoryMb,
+        cpus: extra.cpus ?? [],
+        classes,
+        ...(extra.swapMb === undefined ? {} : { swapMb: extra.swapMb }),
+        ...(extra.totalMemoryMb === undefined ? {} : { totalMemoryMb: extra.totalMemoryMb }),
+      },
+      {
+        result: (frame) => this.send(frame),
+        gone: (sandboxId, reason) => this.send({ t: 'sandboxGone', sandboxId, reason }),
+      },
+    );
   }
 
   start(): void {
@@ -129,7 +150,7 @@ export class WorkerDaemon {
   }
 
   get sandboxCount(): number {
-    return this.sandboxes.size;
+    return this.host.sandboxes.size;
   }
 
   private connect(): void {
@@ -150,7 +171,7 @@ export class WorkerDaemon {
         cores: this.cfg.cores,
         memoryMb: this.cfg.memoryMb,
         runtime: this.opts.runtime,
-        sandboxes: [...this.sandboxes.values()].map((h) => ({
+        sandboxes: [...this.host.sandboxes.values()].map((h) => ({
           sandboxId: h.sandbox.id,
           functionKey: h.sandbox.spec.functionKey,
           version: h.sandbox.spec.version,
@@ -247,25 +268,26 @@ export class WorkerDaemon {
         this.helloPending = false;
         this.attempt = 0;
         this.maxResponseBytes = f.maxResponseBytes;
+        this.host.setClasses(f.classes);
         if (this.state === 'connecting') this.state = 'running';
-        for (const id of f.drop) void this.deleteSandbox(id);
+        for (const id of f.drop) void this.host.delete(id);
         const held = this.heldResults.splice(0);
         for (const r of held) this.send(r);
         if (this.state === 'draining') this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
         if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
-        this.heartbeat = setInterval(() => this.send({ t: 'heartbeat', freeMemoryMb: Math.floor(freemem() / 1024 / 1024), sandboxes: this.sandboxes.size }), f.heartbeatMs);
+        this.heartbeat = setInterval(() => this.sendHeartbeat(), f.heartbeatMs);
         this.heartbeat.unref();
-        this.log.info({ adopted: this.sandboxes.size - f.drop.length, dropped: f.drop.length }, 'joined the control plane');
+        this.log.info({ adopted: this.host.sandboxes.size - f.drop.length, dropped: f.drop.length }, 'joined the control plane');
         return;
       }
       case 'create':
         this.createSandbox(f);
         return;
       case 'delete':
-        void this.deleteSandbox(f.sandboxId);
+        void this.host.delete(f.sandboxId);
         return;
       case 'invoke':
-        this.invoke(f);
+        this.host.invoke(f, this.maxResponseBytes);
         return;
       case 'bundle':
         this.bundles.deliver(f.hash, f.data, f.error?.message);
@@ -273,77 +295,30 @@ export class WorkerDaemon {
     }
   }
 
+  private sendHeartbeat(): void {
+    const load = this.host.load();
+    this.send({ t: 'heartbeat', freeMemoryMb: Math.floor(this.host.freeMemoryMb()), sandboxes: this.host.sandboxes.size, busyByRank: load.busyByRank, waiting: load.waiting, preemptions: this.host.preemptions });
+  }
+
   private createSandbox(f: CreateFrame): void {
     if (this.state === 'draining' || this.state === 'stopping' || this.state === 'stopped') {
       this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message: `worker ${this.cfg.name} is shutting down` } });
       return;
     }
-    const started = performance.now();
-    const runtime = this.runtimes[f.spec.runtime];
-    const work = (async () => {
-      if (runtime === undefined) throw new BatonError('sandbox_failed', `runtime ${f.spec.runtime} is not available on this worker`);
-      const codeDir = this.opts.runtime === 'emulated' || f.spec.bundleHash === '' ? undefined : await this.bundles.get(f.spec.bundleHash);
-      return runtime.create(f.sandboxId, f.spec, codeDir);
-    })();
-    const p = work.then(
-      (sandbox) => {
-        this.creating.delete(f.sandboxId);
+    const codeDir = (): Promise<string | undefined> => (this.opts.runtime === 'emulated' || f.spec.bundleHash === '' ? Promise.resolve(undefined) : this.bundles.get(f.spec.bundleHash));
+    this.host.create(
+      f,
+      codeDir,
+      (sandbox, createMs) => {
         if (this.state === 'stopping' || this.state === 'stopped') {
-          void sandbox.stop();
+          void this.host.delete(f.sandboxId);
           return;
         }
-        this.sandboxes.set(f.sandboxId, { sandbox, inflight: 0 });
-        sandbox.onExit((reason) => {
-          this.sandboxes.delete(f.sandboxId);
-          this.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, reason }, 'sandbox died');
-          this.send({ t: 'sandboxGone', sandboxId: f.sandboxId, reason });
-        });
         // If this cannot be sent (disconnected), the sandbox is in the next hello's report.
-        this.send({ t: 'sandboxReady', sandboxId: f.sandboxId, createMs: performance.now() - started, ...(sandbox.pid === undefined ? {} : { pid: sandbox.pid }) });
+        this.send({ t: 'sandboxReady', sandboxId: f.sandboxId, createMs, ...(sandbox.pid === undefined ? {} : { pid: sandbox.pid }) });
       },
-      (e: unknown) => {
-        this.creating.delete(f.sandboxId);
-        const err = asBatonError(e);
-        this.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, err: err.message }, 'sandbox creation failed');
-        this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message: err.message } });
-      },
+      (message) => this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message } }),
     );
-    this.creating.set(f.sandboxId, p);
-  }
-
-  private async deleteSandbox(id: string): Promise<void> {
-    await this.creating.get(id);
-    const held = this.sandboxes.get(id);
-    if (held === undefined) return;
-    this.sandboxes.delete(id);
-    await held.sandbox.stop();
-  }
-
-  private invoke(f: InvokeFrame): void {
-    const held = this.sandboxes.get(f.sandboxId);
-    if (held === undefined) {
-      const r = errorResponse(502, 'sandbox_failed', `sandbox ${f.sandboxId} does not exist on this worker`);
-      this.send({ t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: 0, ...(r.error === undefined ? {} : { error: r.error }) });
-      return;
-    }
-    held.inflight++;
-    this.inflight++;
-    const limit = this.maxResponseBytes;
-    held.sandbox
-      .invoke({ callId: f.callId, method: f.method, path: f.path, headers: f.headers, body: f.body, timeoutMs: f.timeoutMs, priceClass: f.priceClass, maxResponseBytes: limit })
-      .catch((e: unknown) => errorResponse(502, 'sandbox_failed', `the sandbox failed to run the call: ${asBatonError(e).message}`))
-      .then((r: SandboxResponse) => {
-        held.inflight--;
-        this.inflight--;
-        if (r.body.byteLength > limit) {
-          r = errorResponse(502, 'response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${limit} bytes`, r.execMs);
-        }
-        const frame: WorkerFrame = { t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs };
-        if (r.error !== undefined) frame.error = r.error;
-        this.send(frame);
-        if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
-      })
-      .catch((e: unknown) => this.log.error({ err: e, callId: f.callId }, 'could not report a call result'));
   }
 
   /**
@@ -356,13 +331,13 @@ export class WorkerDaemon {
     if (this.state !== 'draining') {
       this.state = 'draining';
       this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
-      this.log.info({ inflight: this.inflight, timeoutMs: this.cfg.drainTimeoutMs }, 'draining: finishing in-flight calls before stopping');
+      this.log.info({ inflight: this.host.inflight, timeoutMs: this.cfg.drainTimeoutMs }, 'draining: finishing in-flight calls before stopping');
       let timer: NodeJS.Timeout | undefined;
-      const idle = this.inflight === 0 ? Promise.resolve(true) : new Promise<boolean>((r) => this.idleWaiters.push(() => r(true)));
+      const idle = this.host.whenIdle().then(() => true);
       const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.cfg.drainTimeoutMs)));
       const finished = await Promise.race([idle, timedOut]);
       if (timer !== undefined) clearTimeout(timer);
-      if (!finished) this.log.warn({ inflight: this.inflight }, 'drain timeout reached: stopping with calls still running');
+      if (!finished) this.log.warn({ inflight: this.host.inflight }, 'drain timeout reached: stopping with calls still running');
     }
     return this.stop();
   }
@@ -376,8 +351,7 @@ export class WorkerDaemon {
     this.state = 'stopping';
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
-    await Promise.allSettled([...this.creating.values()]);
-    await Promise.allSettled([...this.sandboxes.keys()].map((id) => this.deleteSandbox(id)));
+    await this.host.stopAll();
     await this.closeRuntimes().catch((e: unknown) => this.log.warn({ err: e }, 'error closing the sandbox runtimes'));
     this.ws?.close(CloseCode.normal, 'worker stopping');
     this.ws = undefined;

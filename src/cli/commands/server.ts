@@ -89,6 +89,7 @@ interface WorkerFlags {
   sandboxPids: number;
   scratchMb: number;
   drainTimeout: number;
+  classes: boolean;
   logLevel: string;
 }
 
@@ -138,6 +139,7 @@ async function workerOptions(f: WorkerFlags) {
     logLevel: f.logLevel,
     isolation,
     drainTimeoutMs: f.drainTimeout,
+    classes: f.classes,
   };
   if (f.cores !== undefined) opts.cores = f.cores;
   if (f.memory !== undefined) opts.memoryMb = f.memory;
@@ -165,7 +167,7 @@ export function registerServerCommands(program: Command): void {
     .option('--join-token-file <path>', 'read the worker join token from this file (else BATON_JOIN_TOKEN, else ./.baton/credentials.json)')
     .option('--join-token <token>', 'the join token itself (discouraged: visible to every local user in the process list)')
     .option('--cores <n>', 'cores to offer (default: all)', int('--cores'))
-    .option('--memory <mb>', 'memory to offer in MB (default: all); also each sandbox\'s memory limit', int('--memory'))
+    .option('--memory <mb>', 'memory offered to sandboxes, MB (default: the machine\'s less a reserve); kept by class under pressure', int('--memory'))
     .option('--runtime <kind>', 'process (real sandboxes) or emulated (records only, for scale tests)', 'process')
     .option('--state-dir <dir>', 'node identity, bundle cache, pid ledger', '.baton/worker')
     .option('--name <name>', 'node name shown in `baton nodes`')
@@ -174,6 +176,7 @@ export function registerServerCommands(program: Command): void {
     .option('--sandbox-uids <range>', 'uids reserved for sandboxes, START-END (default: 1024 uids derived from the node id)')
     .option('--sandbox-pids <n>', 'processes and threads one sandbox may have', int('--sandbox-pids'), 512)
     .option('--scratch-mb <mb>', 'size of each sandbox\'s private /tmp (counts toward its memory)', int('--scratch-mb'), 256)
+    .option('--no-classes', 'do not enforce price classes on this machine: every call runs at once and the OS shares the cores (a baseline for comparisons)')
     .option('--drain-timeout <duration>', 'on SIGTERM, how long to let running calls finish', ms('--drain-timeout'), 30_000)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info')
     .action(async (f: WorkerFlags) => {

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 
 export type CgroupMode = 'v2' | 'v1' | 'none';
-export type Controller = 'memory' | 'pids' | 'freezer' | 'cpuset' | 'cpu';
-const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'freezer', 'cpuset', 'cpu'];
+export type Controller = 'memory' | 'pids' | 'freezer' | 'cpuset' | 'cpu' | 'cpuacct';
+const CONTROLLERS: readonly Controller[] = ['memory', 'pids', 'freezer', 'cpuset', 'cpu', 'cpuacct'];
 
 export interface CgroupLimits {
   memoryBytes?: number;
@@ -44,7 +44,7 @@ export class Cgroups {
     } else {
       this.mode = this.setUpV1(base, leaf) ? 'v1' : 'none';
     }
-    const missing = CONTROLLERS.filter((c) => !this.parents.has(c));
+    const missing = CONTROLLERS.filter((c) => !this.parents.has(c) && !(this.mode === 'v2' && c === 'cpuacct'));
     if (this.mode === 'none') {
       log.warn(
         'cgroups: no writable cgroup v2 hierarchy and no writable v1 controllers (run the worker as root on a host with cgroups): sandboxes run without memory or pids limits, memory is measured by RSS, and freezing falls back to signals',
@@ -82,7 +82,8 @@ export class Cgroups {
   private setUpV2(base: string, leaf: string): boolean {
     try {
       const available = new Set(readFileSync(join(base, 'cgroup.controllers'), 'utf8').trim().split(/\s+/));
-      const wanted = CONTROLLERS.filter((c) => c === 'freezer' || available.has(c));
+      // v2: freezing is built in (cgroup.freeze) and CPU time is in every group's cpu.stat
+      const wanted = CONTROLLERS.filter((c) => c !== 'cpuacct' && (c === 'freezer' || available.has(c)));
       const root = join(base, 'baton');
       const parent = join(root, leaf);
       mkdirSync(parent, { recursive: true });
@@ -179,6 +180,171 @@ export class Cgroups {
       if (dirs.length > 0) await new Promise((r) => setTimeout(r, Math.min(10 * (attempt + 1), 100)));
     }
     if (dirs.length > 0) this.log.warn({ dirs }, 'cgroups: sandbox groups still busy after their processes exited; left behind');
+  }
+
+  /** Bound the memory of all this worker's sandboxes together (the kernel's backstop under the memory manager). */
+  limitTotalMemory(bytes: number): boolean {
+    const parent = this.parents.get('memory');
+    if (parent === undefined) return false;
+    try {
+      writeFileSync(join(parent, this.mode === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'), String(Math.floor(bytes)));
+      return true;
+    } catch (e) {
+      this.warnOnce(e, 'could not set the memory limit of all sandboxes together');
+      return false;
+    }
+  }
+
+  /** Resident memory of all sandboxes together (the worker's parent group), bytes. */
+  totalMemoryBytes(): number | undefined {
+    const parent = this.parents.get('memory');
+    return parent === undefined ? undefined : this.memoryBytes({ name: '', dirs: new Map([['memory', parent]]), procsFiles: [] });
+  }
+
+  /** Freeze or thaw every process of the group. False when there is no freezer. */
+  freeze(h: CgroupHandle, frozen: boolean): boolean {
+    const dir = h.dirs.get('freezer');
+    if (dir === undefined) return false;
+    try {
+      if (this.mode === 'v2') writeFileSync(join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
+      else writeFileSync(join(dir, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
+      return true;
+    } catch (e) {
+      this.warnOnce(e, 'could not freeze or thaw a sandbox');
+      return false;
+    }
+  }
+
+  /** Restrict the group to these CPUs ("3", "0-1"). False without a cpuset controller. */
+  pin(h: CgroupHandle, cpus: string): boolean {
+    const dir = h.dirs.get('cpuset');
+    if (dir === undefined) return false;
+    try {
+      writeFileSync(join(dir, this.mode === 'v2' ? 'cpuset.cpus' : 'cpuset.cpus'), cpus);
+      return true;
+    } catch (e) {
+      this.warnOnce(e, 'could not pin a sandbox to its core');
+      return false;
+    }
+  }
+
+  /** Relative CPU weight (1–10000, 100 is the default share). */
+  weight(h: CgroupHandle, w: number): boolean {
+    const dir = h.dirs.get('cpu');
+    if (dir === undefined) return false;
+    try {
+      if (this.mode === 'v2') writeFileSync(join(dir, 'cpu.weight'), String(Math.max(1, Math.min(10_000, Math.round(w)))));
+      else writeFileSync(join(dir, 'cpu.shares'), String(Math.max(2, Math.round((w * 1024) / 100))));
+      return true;
+    } catch (e) {
+      this.warnOnce(e, 'could not set a sandbox\'s CPU weight');
+      return false;
+    }
+  }
+
+  /** Resident memory of the group in bytes (anonymous + tmpfs, not page cache), or undefined. */
+  memoryBytes(h: CgroupHandle): number | undefined {
+    const dir = h.dirs.get('memory');
+    if (dir === undefined) return undefined;
+    try {
+      const stat = readFileSync(join(dir, 'memory.stat'), 'utf8');
+      const field = (name: string): number => {
+        const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(stat);
+        return m === null ? 0 : Number(m[1]);
+      };
+      return this.mode === 'v2' ? field('anon') + field('shmem') : field('total_rss') + field('total_shmem') || field('rss') + field('shmem');
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** CPU time the group used so far, µs, or undefined. */
+  cpuMicros(h: CgroupHandle): number | undefined {
+    try {
+      if (this.mode === 'v2') {
+        const dir = h.dirs.get('memory') ?? [...h.dirs.values()][0];
+        if (dir === undefined) return undefined;
+        const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'));
+        return m === null ? undefined : Number(m[1]);
+      }
+      const dir = h.dirs.get('cpuacct');
+      return dir === undefined ? undefined : Number(readFileSync(join(dir, 'cpuacct.usage'), 'utf8')) / 1000;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Swap available to sandboxes (bytes), 0 when the machine has none or cgroups cannot use it. */
+  swapBytes(): number {
+    try {
+      const m = /^SwapFree:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+      const free = m === null ? 0 : Number(m[1]) * 1024;
+      if (free === 0) return 0;
+      const parent = this.parents.get('memory');
+      if (parent === undefined) return 0;
+      // v1 needs swap accounting (memsw) to push one group out; v2 has memory.swap.max and memory.reclaim
+      if (this.mode === 'v1' && !existsSync(join(parent, 'memory.memsw.limit_in_bytes'))) return 0;
+      if (this.mode === 'v2' && !existsSync(join(parent, 'memory.swap.max'))) return 0;
+      return free;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * Push a (frozen) group's memory out to swap: v2 asks the kernel to reclaim
+   * it (memory.reclaim); v1 shrinks its limit so the kernel swaps it out
+   * (memory.limit_in_bytes, with memsw allowing the swap), restored by swapIn.
+   */
+  swapOut(h: CgroupHandle, bytes: number): boolean {
+    const dir = h.dirs.get('memory');
+    if (dir === undefined) return false;
+    try {
+      if (this.mode === 'v2') writeFileSync(join(dir, 'memory.reclaim'), String(Math.floor(bytes)));
+      else writeFileSync(join(dir, 'memory.limit_in_bytes'), String(16 * 1024 * 1024));
+      return true;
+    } catch (e) {
+      this.warnOnce(e, 'could not push a sandbox out to swap');
+      return false;
+    }
+  }
+
+  /** Undo swapOut's limit (v1); pages come back as they are touched. */
+  swapIn(h: CgroupHandle, limitBytes: number): void {
+    const dir = h.dirs.get('memory');
+    if (dir === undefined || this.mode === 'v2') return;
+    try {
+      writeFileSync(join(dir, 'memory.limit_in_bytes'), String(Math.floor(limitBytes)));
+    } catch (e) {
+      this.warnOnce(e, 'could not restore a sandbox\'s memory limit after swapping it in');
+    }
+  }
+
+  /** Processes (host pids) in the group. */
+  pids(h: CgroupHandle): number[] {
+    const f = h.procsFiles[0];
+    if (f === undefined) return [];
+    try {
+      return readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Whether the kernel OOM-killed a process of the group (v2 memory.events, v1 memory.oom_control). */
+  oomKills(h: CgroupHandle): number {
+    const dir = h.dirs.get('memory');
+    if (dir === undefined) return 0;
+    try {
+      const text = readFileSync(join(dir, this.mode === 'v2' ? 'memory.events' : 'memory.oom_control'), 'utf8');
+      const m = /^oom_kill (\d+)$/m.exec(text);
+      return m === null ? 0 : Number(m[1]);
+    } catch {
+      return 0;
+    }
   }
 
   private warnOnce(e: unknown, msg: string): void {

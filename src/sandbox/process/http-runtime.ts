@@ -2,9 +2,10 @@ import type { ChildProcess } from 'node:child_process';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer, connect } from 'node:net';
 import { BatonError } from '../../common/errors.js';
+import { PausableTimer } from '../../common/pausable-timer.js';
 import { terminate } from '../../common/terminate.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
-import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
+import { baseEnv, errorResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Jail, Slot } from './jail.js';
 
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
@@ -38,12 +39,15 @@ class HttpSandbox implements Sandbox {
   private exitCb: ((reason: string) => void) | undefined;
   private stopping = false;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly timers = new Set<PausableTimer>();
+  private frozen = false;
 
   constructor(
     readonly id: string,
     readonly spec: SandboxSpec,
     private readonly shim: ChildProcess,
     private readonly port: number,
+    readonly control: SandboxControl,
   ) {
     shim.once('exit', (code, signal) => {
       this.agent.destroy();
@@ -68,7 +72,7 @@ class HttpSandbox implements Sandbox {
           size += c.length;
           if (size > req.maxResponseBytes) {
             // stop reading: the rest would only be thrown away
-            clearTimeout(timer);
+            this.untime(timer);
             r.destroy();
             resolve(errorResponse(502, 'response_too_large', `the function's response exceeds the limit of ${req.maxResponseBytes} bytes`, performance.now() - started));
             return;
@@ -76,27 +80,49 @@ class HttpSandbox implements Sandbox {
           chunks.push(c);
         });
         res.on('end', () => {
-          clearTimeout(timer);
+          this.untime(timer);
           const out: Record<string, string> = {};
           for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !HOP.has(k)) out[k] = Array.isArray(v) ? v.join(', ') : v;
           resolve({ status: res.statusCode ?? 502, headers: out, body: Buffer.concat(chunks), execMs: performance.now() - started });
         });
         res.on('error', (e) => resolve(errorResponse(502, 'sandbox_failed', `response from the function broke off: ${e.message}`, performance.now() - started)));
       });
-      const timer = setTimeout(() => {
+      // Counts execution only: paused while the sandbox is frozen by a higher class.
+      const timer = new PausableTimer(req.timeoutMs, () => {
+        this.timers.delete(timer);
         r.destroy();
         resolve(errorResponse(504, 'timeout', `function did not answer within ${req.timeoutMs} ms`, performance.now() - started));
-      }, req.timeoutMs);
+      });
+      this.timers.add(timer);
+      if (this.frozen) timer.pause();
       r.on('error', (e) => {
-        clearTimeout(timer);
+        this.untime(timer);
         resolve(errorResponse(502, 'sandbox_failed', `cannot reach the function's server on port ${this.port}: ${e.message}`, performance.now() - started));
       });
       r.end(req.body);
     });
   }
 
+  private untime(t: PausableTimer): void {
+    t.clear();
+    this.timers.delete(t);
+  }
+
+  freeze(): void {
+    this.frozen = true;
+    this.control.freeze();
+    for (const t of this.timers) t.pause();
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    this.control.thaw();
+    for (const t of this.timers) t.resume();
+  }
+
   stop(): Promise<void> {
     this.stopping = true;
+    if (this.frozen) this.control.thaw();
     return terminate(this.shim, 4000);
   }
 
@@ -133,7 +159,8 @@ export class HttpRuntime implements SandboxRuntime {
       const env = { ...baseEnv(), ...spec.env, PORT: String(port), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
       shim = this.jail.spawn(slot, [this.jail.node, this.jail.script('http-shim.js'), cwd, ...command], env, ['ignore', 'inherit', 'pipe', 'ipc']);
       this.track(shim, slot);
-      return await this.awaitReady(id, shim, port, command, spec);
+      const child = shim;
+      return await this.awaitReady(id, shim, port, command, spec, this.jail.control(slot, () => child.pid));
     } catch (e) {
       // the slot goes back once its process has exited (see track), or now if none started
       if (shim === undefined) await this.jail.release(slot);
@@ -141,7 +168,7 @@ export class HttpRuntime implements SandboxRuntime {
     }
   }
 
-  private async awaitReady(id: string, shim: ChildProcess, port: number, command: string[], spec: SandboxSpec): Promise<Sandbox> {
+  private async awaitReady(id: string, shim: ChildProcess, port: number, command: string[], spec: SandboxSpec, control: SandboxControl): Promise<Sandbox> {
     let stderr = '';
     shim.stderr?.on('data', (d: Buffer) => {
       process.stderr.write(d);
@@ -169,7 +196,7 @@ export class HttpRuntime implements SandboxRuntime {
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(wait * 2, 100);
     }
-    return new HttpSandbox(id, spec, shim, port);
+    return new HttpSandbox(id, spec, shim, port, control);
   }
 
   close(): Promise<void> {

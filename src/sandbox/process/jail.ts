@@ -4,6 +4,7 @@ import { link, mkdir, readdir, copyFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import type { CgroupHandle, CgroupLimits, Cgroups } from './cgroups.js';
+import { ProcessControl } from './control.js';
 
 export interface IsolationOptions {
   /** 'auto' (default): full isolation when the worker runs as root and the tools exist; 'off': none. */
@@ -223,6 +224,11 @@ export class Jail {
     }
     const cgroup = this.cgroups.create(id, this.opts.limits);
     return { id, uid, dir, hostCodeDir, codeDir: this.enabled ? JAIL_CODE : hostCodeDir, scratchDir, cgroup };
+  }
+
+  /** Freezing, pinning and measuring the process tree in this slot. */
+  control(slot: Slot, pid: () => number | undefined): ProcessControl {
+    return new ProcessControl(this.cgroups, slot, pid, this.opts.limits.memoryBytes ?? 2 ** 50);
   }
 
   /** Give the slot back once its processes are gone: directories, cgroup, uid. */

@@ -69,8 +69,43 @@ async function toResult(value: unknown): Promise<{ status: number; headers: Reco
   return { status: 200, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify(value)) };
 }
 
+/**
+ * Per-call CPU metering: the runner's CPU time (all its threads) between two
+ * events (a call starting or ending) is shared equally by the calls running
+ * in between, so overlapping calls are each billed their part.
+ */
+const cpuShare = new Map<number, number>();
+let lastCpu = 0;
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+function settleCpu(): void {
+  const now = cpuNow();
+  const delta = now - lastCpu;
+  lastCpu = now;
+  if (cpuShare.size === 0) return;
+  const each = delta / cpuShare.size;
+  for (const [id, used] of cpuShare) cpuShare.set(id, used + each);
+}
+
+function result(m: Extract<ToRunner, { t: 'invoke' }>, t0: number, r: { status: number; headers: Record<string, string>; body: Uint8Array }, error?: { code: 'function_error' | 'response_too_large'; message: string }): void {
+  settleCpu();
+  const cpuUs = cpuShare.get(m.id) ?? 0;
+  cpuShare.delete(m.id);
+  const out: FromRunner = { t: 'result', id: m.id, ...r, execMs: performance.now() - t0, cpuUs };
+  if (error !== undefined) out.error = error;
+  send(out);
+}
+
+function failure(code: 'function_error' | 'response_too_large', message: string, status: number): [{ status: number; headers: Record<string, string>; body: Uint8Array }, { code: typeof code; message: string }] {
+  return [{ status, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify({ error: { code, message } })) }, { code, message }];
+}
+
 async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
   const t0 = performance.now();
+  settleCpu();
+  cpuShare.set(m.id, 0);
   try {
     if (handler === undefined) throw new Error('runner has no function loaded');
     const hasBody = m.method !== 'GET' && m.method !== 'HEAD';
@@ -78,22 +113,12 @@ async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
     const value = await handler(request, fnEnv, { callId: m.callId, priceClass: m.priceClass });
     const r = await toResult(value);
     if (r.body.byteLength > m.maxResponseBytes) {
-      const message = `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${m.maxResponseBytes} bytes`;
-      send({ t: 'result', id: m.id, status: 502, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify({ error: { code: 'response_too_large', message } })), execMs: performance.now() - t0, error: { code: 'response_too_large', message } });
+      result(m, t0, ...failure('response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${m.maxResponseBytes} bytes`, 502));
       return;
     }
-    send({ t: 'result', id: m.id, ...r, execMs: performance.now() - t0 });
+    result(m, t0, r);
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    send({
-      t: 'result',
-      id: m.id,
-      status: 500,
-      headers: { 'content-type': 'application/json' },
-      body: encoder.encode(JSON.stringify({ error: { code: 'function_error', message } })),
-      execMs: performance.now() - t0,
-      error: { code: 'function_error', message },
-    });
+    result(m, t0, ...failure('function_error', e instanceof Error ? e.message : String(e), 500));
   }
 }
 

@@ -1,16 +1,17 @@
 import type { ChildProcess } from 'node:child_process';
 import { BatonError } from '../../common/errors.js';
+import { PausableTimer } from '../../common/pausable-timer.js';
 import { terminate } from '../../common/terminate.js';
 import type { Logger } from '../../common/logger.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
-import { baseEnv, errorResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
+import { baseEnv, errorResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Jail } from './jail.js';
 import type { FromRunner, ToRunner } from './runner-protocol.js';
 import { StemCellPool, alive, type StemCell } from './stem-cell-pool.js';
 
 interface Pending {
   resolve: (r: SandboxResponse) => void;
-  timer: NodeJS.Timeout;
+  timer: PausableTimer;
 }
 
 class NodeSandbox implements Sandbox {
@@ -19,6 +20,7 @@ class NodeSandbox implements Sandbox {
   private exitCb: ((reason: string) => void) | undefined;
   private stopping = false;
   private readonly child: ChildProcess;
+  readonly control: SandboxControl;
 
   constructor(
     readonly id: string,
@@ -26,20 +28,21 @@ class NodeSandbox implements Sandbox {
     cell: StemCell,
   ) {
     this.child = cell.child;
+    this.control = cell.control;
     this.child.on('message', (m: FromRunner) => {
       if (m.t !== 'result') return;
       const p = this.pending.get(m.id);
       if (p === undefined) return;
       this.pending.delete(m.id);
-      clearTimeout(p.timer);
-      const r: SandboxResponse = { status: m.status, headers: m.headers, body: m.body, execMs: m.execMs };
+      p.timer.clear();
+      const r: SandboxResponse = { status: m.status, headers: m.headers, body: m.body, execMs: m.execMs, cpuUs: m.cpuUs };
       if (m.error !== undefined) r.error = m.error;
       p.resolve(r);
     });
     this.child.once('exit', (code, signal) => {
       const reason = `runner exited (code ${code}, signal ${signal})`;
       for (const p of this.pending.values()) {
-        clearTimeout(p.timer);
+        p.timer.clear();
         p.resolve(errorResponse(502, 'sandbox_failed', `sandbox ${id} died during the call: ${reason}`));
       }
       this.pending.clear();
@@ -56,25 +59,43 @@ class NodeSandbox implements Sandbox {
     const id = this.nextId++;
     const started = performance.now();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      // Counts execution only: paused while the sandbox is frozen by a higher class.
+      const timer = new PausableTimer(req.timeoutMs, () => {
         this.pending.delete(id);
         resolve(errorResponse(504, 'timeout', `function did not answer within ${req.timeoutMs} ms; its sandbox was stopped`, performance.now() - started));
         // A runaway handler may hold the event loop: the only safe recovery is a new process.
         this.child.kill('SIGKILL');
-      }, req.timeoutMs);
+      });
+      if (this.frozen) timer.pause();
       this.pending.set(id, { resolve, timer });
       const msg: ToRunner = { t: 'invoke', id, method: req.method, path: req.path, headers: req.headers, body: req.body, callId: req.callId, priceClass: req.priceClass, maxResponseBytes: req.maxResponseBytes };
       this.child.send(msg, undefined, undefined, (e: Error | null) => {
         if (e === null || !this.pending.has(id)) return;
         this.pending.delete(id);
-        clearTimeout(timer);
+        timer.clear();
         resolve(errorResponse(502, 'sandbox_failed', `could not hand the call to sandbox ${this.id}: ${e.message}`));
       });
     });
   }
 
+  private frozen = false;
+
+  freeze(): void {
+    this.frozen = true;
+    this.control.freeze();
+    for (const p of this.pending.values()) p.timer.pause();
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    this.control.thaw();
+    for (const p of this.pending.values()) p.timer.resume();
+  }
+
   stop(): Promise<void> {
     this.stopping = true;
+    // a frozen process cannot act on SIGTERM
+    if (this.frozen) this.control.thaw();
     return terminate(this.child, 2000);
   }
 

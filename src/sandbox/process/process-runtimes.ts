@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { compiledSibling } from '../../common/compiled-path.js';
 import type { Logger } from '../../common/logger.js';
@@ -10,6 +11,23 @@ import { NodejsRuntime } from './node-runtime.js';
 import { PidLedger } from './pid-ledger.js';
 
 export type { IsolationOptions };
+
+/** CPUs this process may run on (its affinity as the kernel lists it). */
+function allowedCpus(): number[] {
+  try {
+    const m = /^Cpus_allowed_list:\s*(.+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m === null) return [];
+    const out: number[] = [];
+    for (const part of (m[1] as string).trim().split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      if (a === undefined || Number.isNaN(a)) continue;
+      for (let c = a; c <= (b ?? a); c++) out.push(c);
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
 
 export interface ProcessRuntimeOptions {
   log: Logger;
@@ -31,6 +49,12 @@ export interface ProcessRuntimeOptions {
 export interface ProcessRuntimes {
   node: SandboxRuntime;
   http: SandboxRuntime;
+  /** CPU ids sandboxes may be pinned to (empty when there is no cpuset to pin with). */
+  cpus: number[];
+  /** Swap available to sandboxes, MB (0: none, or cgroups cannot direct it). */
+  swapMb(): number;
+  /** Memory of all sandboxes together (their parent cgroup), MB, when measurable. */
+  totalMemoryMb(): number | undefined;
   /** After every sandbox was stopped: wait for their slots to be released, then remove the worker's own cgroups. */
   close(): Promise<void>;
 }
@@ -68,7 +92,23 @@ export function createProcessRuntimes(o: ProcessRuntimeOptions): ProcessRuntimes
       });
     });
   };
+  const cpus = cgroups.has('cpuset') ? allowedCpus() : [];
+  if (cgroups.has('memory') && !cgroups.limitTotalMemory(o.memoryMb * 1024 * 1024)) log.warn('could not bound all sandboxes together by --memory; the memory manager alone keeps them within it');
+  const swapLog = { done: false };
   return {
+    cpus,
+    swapMb: () => {
+      const mb = Math.floor(cgroups.swapBytes() / (1024 * 1024));
+      if (!swapLog.done) {
+        swapLog.done = true;
+        log.info({ swapMb: mb, cgroups: cgroups.mode }, mb > 0 ? 'memory manager: swap available for low-class sandboxes' : 'memory manager: no swap usable by sandboxes here; under pressure idle sandboxes go first, then the lowest class is killed');
+      }
+      return mb;
+    },
+    totalMemoryMb: () => {
+      const b = cgroups.totalMemoryBytes();
+      return b === undefined ? undefined : b / (1024 * 1024);
+    },
     node: new NodejsRuntime(o.log, jail, (cell) => track(cell.child, cell.slot), o.stemCells === undefined ? {} : { stemCells: o.stemCells }),
     http: new HttpRuntime(jail, track, o.httpStartupTimeoutMs === undefined ? {} : { startupTimeoutMs: o.httpStartupTimeoutMs }),
     async close() {

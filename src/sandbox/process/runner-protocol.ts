@@ -25,5 +25,7 @@ export type FromRunner =
       headers: Record<string, string>;
       body: Uint8Array;
       execMs: number;
+      /** This call's share of the runner's CPU time while it ran, µs. */
+      cpuUs: number;
       error?: { code: 'function_error' | 'response_too_large'; message: string };
     };

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../common/logger.js';
 import { baseEnv } from '../runtime.js';
+import type { ProcessControl } from './control.js';
 import type { Jail, Slot } from './jail.js';
 import type { FromRunner } from './runner-protocol.js';
 
@@ -8,6 +9,7 @@ import type { FromRunner } from './runner-protocol.js';
 export interface StemCell {
   child: ChildProcess;
   slot: Slot;
+  control: ProcessControl;
 }
 
 /**
@@ -88,7 +90,7 @@ export class StemCellPool {
       }
       const env = { ...baseEnv(), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
       const child = this.jail.spawn(slot, [this.jail.node, this.jail.script('node-runner.js')], env, ['ignore', 'inherit', 'inherit', 'ipc'], 'advanced');
-      const cell = { child, slot };
+      const cell = { child, slot, control: this.jail.control(slot, () => child.pid) };
       this.track(cell);
       const onMessage = (m: FromRunner): void => {
         if (m.t !== 'up') return;
