@@ -3,7 +3,7 @@ import { bundleLimits, type BundleLimits, type BundleSummary } from '../common/b
 import { BatonError } from '../common/errors.js';
 import { FUNCTION_NAME, NAMESPACE_NAME, compileFunctionSpec } from '../common/function-spec.js';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRecord, PutFunctionResult, Store } from '../storage/store.js';
+import type { FunctionRecord, PutFunctionResult, Store, StoredBundle } from '../storage/store.js';
 import { BundlePool } from './bundle-pool.js';
 
 export interface FunctionView {
@@ -68,7 +68,7 @@ export class FunctionService {
     if (spec.runtime === 'node' && !hasBundle) {
       throw new BatonError('invalid_manifest', 'bundle: a node function needs its code; deploy it with `baton deploy`, which uploads the directory');
     }
-    let bundle: { data: Uint8Array; hash: string } | undefined;
+    let bundle: StoredBundle | undefined;
     if (typeof rawBundle === 'string') {
       const handler = spec.runtime === 'node' ? spec.handler : undefined;
       const { data, summary } = await this.pool.check(rawBundle, this.limits, handler);
