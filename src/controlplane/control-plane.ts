@@ -216,6 +216,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       nodes.stop();
       gateway.closeAll();
       uws.us_listen_socket_close(listenSocket);
+      await functions.close();
       store.close();
       joinTokenHash = '';
       await new Promise((r) => setImmediate(r));

@@ -1,9 +1,10 @@
 import type { Clock } from '../common/clock.js';
-import { readBundle } from '../common/bundle.js';
+import { bundleLimits, type BundleLimits, type BundleSummary } from '../common/bundle.js';
 import { BatonError } from '../common/errors.js';
 import { FUNCTION_NAME, NAMESPACE_NAME, compileFunctionSpec } from '../common/function-spec.js';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRecord, PutFunctionResult, Store } from '../storage/store.js';
+import type { FunctionRecord, PutFunctionResult, Store, StoredBundle } from '../storage/store.js';
+import { BundlePool } from './bundle-pool.js';
 
 export interface FunctionView {
   namespace: string;
@@ -21,15 +22,25 @@ export interface FunctionView {
   status: { sandboxes: number; ready: number; inflight: number; queued: number };
 }
 
-/** Function definitions: validated, persisted, then made live in the data plane. */
+/**
+ * Function definitions: validated, persisted, then made live in the data plane.
+ * Whatever a deploy gets wrong is refused here, before anything is stored; the
+ * bundle is checked on a worker thread (BundlePool) so a large or hostile
+ * upload never stalls the event loop.
+ */
 export class FunctionService {
+  private readonly limits: BundleLimits;
+  private readonly pool = new BundlePool();
+
   constructor(
     private readonly store: Store,
     private readonly dispatcher: Dispatcher,
     private readonly clock: Clock,
     private readonly priceClasses: readonly string[],
-    private readonly maxBundleBytes: number,
-  ) {}
+    maxBundleBytes: number,
+  ) {
+    this.limits = bundleLimits(maxBundleBytes);
+  }
 
   /** Load every stored definition into the data plane (at start). */
   loadAll(): number {
@@ -38,7 +49,7 @@ export class FunctionService {
     return all.length;
   }
 
-  apply(ns: string, name: string, body: unknown): PutFunctionResult {
+  async apply(ns: string, name: string, body: unknown): Promise<PutFunctionResult> {
     checkName(ns, 'namespace');
     checkName(name, 'function');
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -52,22 +63,27 @@ export class FunctionService {
     if (!this.priceClasses.includes(spec.priceClass)) {
       throw new BatonError('invalid_manifest', `spec.priceClass: unknown price class "${spec.priceClass}"; configured classes: ${this.priceClasses.join(', ')}`);
     }
-    let bundle: Uint8Array | undefined;
-    if (rawBundle !== undefined && rawBundle !== null) {
-      if (typeof rawBundle !== 'string') throw new BatonError('bad_request', 'bundle: expected a base64 string');
-      bundle = Buffer.from(rawBundle, 'base64');
-      if (bundle.length > this.maxBundleBytes) {
-        throw new BatonError('payload_too_large', `bundle of ${bundle.length} bytes exceeds the limit of ${this.maxBundleBytes} bytes`);
-      }
-      readBundle(bundle);
-    }
-    if (spec.runtime === 'node' && bundle === undefined) {
+    const hasBundle = rawBundle !== undefined && rawBundle !== null;
+    if (hasBundle && typeof rawBundle !== 'string') throw new BatonError('bad_request', 'bundle: expected a base64 string');
+    if (spec.runtime === 'node' && !hasBundle) {
       throw new BatonError('invalid_manifest', 'bundle: a node function needs its code; deploy it with `baton deploy`, which uploads the directory');
+    }
+    let bundle: StoredBundle | undefined;
+    if (typeof rawBundle === 'string') {
+      const handler = spec.runtime === 'node' ? spec.handler : undefined;
+      const { data, summary } = await this.pool.check(rawBundle, this.limits, handler);
+      if (handler !== undefined && !summary.hasHandler) throw missingHandler(handler, summary);
+      bundle = { data, hash: summary.hash };
     }
     this.store.ensureNamespace(ns, this.clock.wallNow());
     const result = this.store.putFunction(ns, name, spec, rawSpec, bundle, this.clock.wallNow());
     if (result.outcome !== 'unchanged') this.dispatcher.upsertFunction(result.record);
     return result;
+  }
+
+  /** Stop the bundle-checking threads (control-plane stop). */
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   get(ns: string, name: string): FunctionRecord {
@@ -108,6 +124,19 @@ export class FunctionService {
       status: { sandboxes: fn?.sandboxes.size ?? 0, ready, inflight: fn?.inflight ?? 0, queued: fn?.queued ?? 0 },
     };
   }
+}
+
+function missingHandler(handler: string, b: BundleSummary): BatonError {
+  const files = `${b.fileCount} file${b.fileCount === 1 ? '' : 's'}`;
+  let found: string;
+  if (b.moduleCount === 0) found = 'it has no .js, .mjs or .cjs file';
+  else {
+    const more = b.moduleCount > b.modules.length ? ` and ${b.moduleCount - b.modules.length} more` : '';
+    found = `its JS modules: ${b.modules.join(', ')}${more}`;
+  }
+  return new BatonError('invalid_manifest', `spec.handler: "${handler}" is not in the bundle (sha256 ${b.hash.slice(0, 12)}…, ${files}); ${found}`, {
+    details: { handler, bundleHash: b.hash, modules: b.modules },
+  });
 }
 
 export function checkName(name: string, what: 'namespace' | 'function'): void {

@@ -63,7 +63,7 @@ export function mountManagementApi(d: ManagementDeps): void {
     const [ns = '', name = ''] = req.params;
     requireNamespace(who, ns);
     const body = parseJson(await ex.readBody(req, d.maxManagementBodyBytes));
-    const { record, outcome } = functions.apply(ns, name, body);
+    const { record, outcome } = await functions.apply(ns, name, body);
     ex.json(outcome === 'unchanged' ? 200 : 201, { function: functions.view(record), changed: outcome !== 'unchanged', outcome });
   });
 

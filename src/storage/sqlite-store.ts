@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
-import { randomSecret, sha256Hex } from '../common/ids.js';
+import { randomSecret } from '../common/ids.js';
 import type { FunctionSpec } from '../common/function-spec.js';
-import type { ApiKeyRecord, FunctionRecord, NamespaceRecord, PutFunctionResult, Store } from './store.js';
+import type { ApiKeyRecord, FunctionRecord, NamespaceRecord, PutFunctionResult, Store, StoredBundle } from './store.js';
 
 const SCHEMA_VERSION = 2;
 
@@ -152,11 +152,12 @@ export class SqliteStore implements Store {
     return (this.stmts.anyAdmin.get()?.n ?? 0) > 0;
   }
 
-  putFunction(ns: string, name: string, spec: FunctionSpec, source: unknown, bundle: Uint8Array | undefined, now: number): PutFunctionResult {
+  putFunction(ns: string, name: string, spec: FunctionSpec, source: unknown, bundle: StoredBundle | undefined, now: number): PutFunctionResult {
+    if (bundle !== undefined && !/^[0-9a-f]{64}$/.test(bundle.hash)) throw new Error(`bundle hash must be a hex sha256, got ${JSON.stringify(bundle.hash)}`);
     return this.db.transaction((): PutFunctionResult => {
       const existing = this.stmts.getFn.get(ns, name);
-      const bundleHash = bundle === undefined || bundle.length === 0 ? '' : sha256Hex(bundle);
-      if (bundle !== undefined && bundleHash !== '') this.stmts.insBundle.run(bundleHash, bundle, bundle.length);
+      const bundleHash = bundle === undefined || bundle.data.length === 0 ? '' : bundle.hash;
+      if (bundle !== undefined && bundleHash !== '') this.stmts.insBundle.run(bundleHash, bundle.data, bundle.data.length);
       const specJson = JSON.stringify(spec);
       if (existing !== undefined && existing.spec === specJson && existing.bundle_hash === bundleHash) {
         return { record: toRecord(existing), outcome: 'unchanged' };
@@ -169,7 +170,7 @@ export class SqliteStore implements Store {
         spec: specJson,
         source: JSON.stringify(source ?? null),
         bundle_hash: bundleHash,
-        bundle_bytes: bundle?.length ?? 0,
+        bundle_bytes: bundle?.data.length ?? 0,
         created_at: existing?.created_at ?? now,
         updated_at: now,
       };

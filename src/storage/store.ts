@@ -31,6 +31,12 @@ export interface ApiKeyRecord {
   label: string;
 }
 
+/** A bundle to store, with its content address (sha256 of `data`, hex). */
+export interface StoredBundle {
+  data: Uint8Array;
+  hash: string;
+}
+
 export interface PutFunctionResult {
   record: FunctionRecord;
   /** 'unchanged' when the same definition and bundle were applied again. */
@@ -50,12 +56,16 @@ export interface Store {
   findApiKey(keyHash: string): ApiKeyRecord | undefined;
   hasAdminKey(): boolean;
 
+  /**
+   * Apply a definition. The caller has checked the bundle and hashed it (off
+   * the main thread: hashing tens of MB must not happen inside the write).
+   */
   putFunction(
     ns: string,
     name: string,
     spec: FunctionSpec,
     source: unknown,
-    bundle: Uint8Array | undefined,
+    bundle: StoredBundle | undefined,
     now: number,
   ): PutFunctionResult;
   getFunction(ns: string, name: string): FunctionRecord | undefined;
