@@ -137,13 +137,20 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
     maxWaitMs: positive('maxWaitMs', o.maxWaitMs, 30_000),
     hooks: {
-      place: (fn): NodeState | undefined => placement.place(fn),
+      place: (fn, rank): NodeState | 'busy' | undefined => placement.place(fn, rank),
       awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
       onSandboxCreated: () => metrics.creations.inc(),
       onCallDone: (call, r) => metrics.observe(call, r),
     },
   });
-  const nodes: NodeRegistry = new NodeRegistry({ clock, log: o.logger.child({ component: 'nodes' }), dispatcher, heartbeatTimeoutMs });
+  const nodes: NodeRegistry = new NodeRegistry({
+    clock,
+    log: o.logger.child({ component: 'nodes' }),
+    dispatcher,
+    heartbeatTimeoutMs,
+    onMemoryReport: (n) => placement.memoryReport(n),
+    onUnready: (n) => placement.forget(n),
+  });
   const placement: Placement = new Placement(nodes, createRng(o.seed ?? Date.now()));
   const metrics = new ControlPlaneMetrics(dispatcher, nodes);
   const functions = new FunctionService(store, dispatcher, clock, priceClasses, maxBundleBytes);

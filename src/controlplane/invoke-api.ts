@@ -24,7 +24,10 @@ function ms(n: number): string {
 
 function serverTiming(r: InvocationResult): string {
   const t = r.timing;
-  return `queue;dur=${ms(t.queueMs)}, sched;dur=${ms(t.schedMs)}, cold;dur=${ms(t.coldMs)}, exec;dur=${ms(t.execMs)}, total;dur=${ms(t.totalMs)}`;
+  const base = `queue;dur=${ms(t.queueMs)}, sched;dur=${ms(t.schedMs)}, cold;dur=${ms(t.coldMs)}, exec;dur=${ms(t.execMs)}, total;dur=${ms(t.totalMs)}`;
+  const u = r.usage;
+  // preempt: time frozen by higher classes; cpu: CPU time billed (preempted time is not CPU)
+  return u === undefined ? base : `${base}, preempt;dur=${ms(u.preemptMs)}, cpu;dur=${ms(u.cpuMs)}`;
 }
 
 /**

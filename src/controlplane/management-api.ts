@@ -86,6 +86,9 @@ export function mountManagementApi(d: ManagementDeps): void {
       freeMemoryMb: Math.round(n.freeMemoryMb),
       sandboxes: n.sandboxes.size,
       inflight: n.inflight,
+      busyCores: Math.min(n.cores, n.busy),
+      waiting: n.waiting,
+      preemptions: n.preemptions,
       lastHeartbeatMsAgo: Math.round(now - n.lastHeartbeat),
     }));
     ex.json(200, { nodes });

@@ -16,6 +16,9 @@ export class ControlPlaneMetrics {
   readonly coldLatency: Histogram;
   readonly schedLatency: Histogram;
   readonly badFrames: Counter;
+  readonly cpuSeconds: Counter<'namespace' | 'function' | 'class'>;
+  readonly gbSeconds: Counter<'namespace' | 'function' | 'class'>;
+  readonly preemptSeconds: Counter<'class'>;
 
   constructor(dispatcher: Dispatcher, nodes: NodeRegistry) {
     const registers = [this.registry];
@@ -27,6 +30,27 @@ export class ControlPlaneMetrics {
     this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations', buckets: LATENCY_BUCKETS, registers });
     this.schedLatency = new Histogram({ name: 'baton_scheduling_seconds', help: 'Control-plane scheduling overhead per invocation', buckets: LATENCY_BUCKETS, registers });
     this.badFrames = new Counter({ name: 'baton_worker_bad_frames_total', help: 'Frames from workers rejected by validation (connection closed)', registers });
+    this.cpuSeconds = new Counter({ name: 'baton_usage_cpu_seconds_total', help: 'CPU time of invocations as their workers measured it (time frozen by preemption excluded)', labelNames: ['namespace', 'function', 'class'], registers });
+    this.gbSeconds = new Counter({ name: 'baton_usage_gb_seconds_total', help: 'Memory used by invocations integrated over their running time, GB-seconds', labelNames: ['namespace', 'function', 'class'], registers });
+    this.preemptSeconds = new Counter({ name: 'baton_preempted_seconds_total', help: 'Time invocations spent frozen by higher classes', labelNames: ['class'], registers });
+    new Gauge({
+      name: 'baton_node_preemptions',
+      help: 'Machine-scheduler preemptions each worker reported',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of nodes.all()) this.set({ node: n.name }, n.preemptions);
+      },
+    });
+    new Gauge({
+      name: 'baton_pending_placements',
+      help: 'Functions waiting for a worker with an idle core or a lower class to preempt',
+      registers,
+      collect() {
+        this.set(dispatcher.pendingPlacements);
+      },
+    });
     new Gauge({
       name: 'baton_queue_depth',
       help: 'Invocations waiting, by price class of the function',
@@ -91,5 +115,12 @@ export class ControlPlaneMetrics {
       this.coldLatency.observe(r.timing.coldMs / 1000);
     }
     this.schedLatency.observe(r.timing.schedMs / 1000);
+    const u = r.usage;
+    if (u !== undefined) {
+      const labels = { namespace: call.fn.namespace, function: call.fn.name, class: cls };
+      this.cpuSeconds.inc(labels, u.cpuMs / 1000);
+      this.gbSeconds.inc(labels, u.mbMs / 1024 / 1000);
+      if (u.preemptMs > 0) this.preemptSeconds.inc({ class: cls }, u.preemptMs / 1000);
+    }
   }
 }

@@ -10,6 +10,10 @@ export interface NodeRegistryOptions {
   dispatcher: Dispatcher;
   /** A node silent this long is declared dead and its sandboxes are forgotten. */
   heartbeatTimeoutMs: number;
+  /** A worker reported its free memory (idle-list membership follows it). */
+  onMemoryReport?(node: NodeState): void;
+  /** A node left the ready set. */
+  onUnready?(node: NodeState): void;
 }
 
 /**
@@ -55,6 +59,10 @@ export class NodeRegistry {
         sandboxes: new Set(),
         inflight: 0,
         bundles: new Set(),
+        busyByRank: [],
+        busy: 0,
+        waiting: 0,
+        preemptions: 0,
         send,
       };
       this.nodes.set(node.id, node);
@@ -67,9 +75,15 @@ export class NodeRegistry {
     return node;
   }
 
-  heartbeat(node: NodeState, freeMemoryMb: number): void {
+  heartbeat(node: NodeState, f: { freeMemoryMb: number; waiting?: number | undefined; preemptions?: number | undefined }): void {
     node.lastHeartbeat = this.opts.clock.now();
-    node.freeMemoryMb = freeMemoryMb;
+    const freed = f.freeMemoryMb > node.freeMemoryMb;
+    node.freeMemoryMb = f.freeMemoryMb;
+    node.waiting = f.waiting ?? 0;
+    node.preemptions = f.preemptions ?? 0;
+    this.opts.onMemoryReport?.(node);
+    // memory came back: sandboxes waiting for room may fit now
+    if (freed) this.opts.dispatcher.retryWaiting();
   }
 
   /** The worker is stopping: no new sandboxes on it; its sandboxes drain and go. */
@@ -97,7 +111,10 @@ export class NodeRegistry {
     node.status = status;
     const i = this.ready.indexOf(node);
     if (status === 'ready' && i === -1) this.ready.push(node);
-    if (status !== 'ready' && i !== -1) this.ready.splice(i, 1);
+    if (status !== 'ready' && i !== -1) {
+      this.ready.splice(i, 1);
+      this.opts.onUnready?.(node);
+    }
   }
 
   /** Declare silent nodes dead. Returns the ones removed. */

@@ -133,7 +133,7 @@ export class WorkerGateway {
         this.reject(ws, CloseCode.badFrame, 'hello sent twice');
         return;
       case 'heartbeat':
-        this.opts.nodes.heartbeat(node, f.freeMemoryMb);
+        this.opts.nodes.heartbeat(node, f);
         return;
       case 'sandboxReady':
         this.opts.dispatcher.sandboxReady(node, f.sandboxId, f.createMs, f.pid);

@@ -38,6 +38,10 @@ function node(id: string, sent: ControlFrame[]): NodeState {
     sandboxes: new Set(),
     inflight: 0,
     bundles: new Set(),
+    busyByRank: [],
+    busy: 0,
+    waiting: 0,
+    preemptions: 0,
     send: (f) => {
       sent.push(f);
       return true;
@@ -306,5 +310,67 @@ describe('Dispatcher', () => {
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1), sbOf()]);
     expect(d.sandboxes.size).toBe(0);
     expect(d.createSandbox(fn)).toBe(false);
+  });
+
+  // ---- price classes across functions ----
+
+  it('a full queue sheds its lowest class for a higher one, and refuses only when nothing lower is queued', () => {
+    const fn = d.upsertFunction(record({ scale: { max: 1 } })); // queue bound 3
+    d.invoke(fn, { ...req, priceClass: 'batch' }, reply);
+    d.invoke(fn, { ...req, priceClass: 'batch' }, reply);
+    d.invoke(fn, { ...req, priceClass: 'standard' }, reply);
+    expect(results).toHaveLength(0);
+    d.invoke(fn, { ...req, priceClass: 'critical' }, reply); // sheds the newest batch call
+    expect(results).toHaveLength(1);
+    expect(results[0]?.status).toBe(503);
+    expect(results[0]?.error?.message).toMatch(/shed .* to make room for a critical call/);
+    expect(fn.queued).toBe(3);
+    d.invoke(fn, { ...req, priceClass: 'batch' }, reply); // nothing lower than batch: refused
+    expect(results[1]?.status).toBe(503);
+    expect(results[1]?.error?.message).toMatch(/none of a lower class than batch/);
+    d.invoke(fn, { ...req, priceClass: 'critical' }, reply); // sheds the other batch call
+    expect(results).toHaveLength(3);
+    expect(fn.queued).toBe(3);
+  });
+
+  it('tracks which classes run on each node: a sandbox counts at its highest call', () => {
+    const fn = d.upsertFunction(record({ concurrency: 2 }));
+    d.invoke(fn, { ...req, priceClass: 'batch' }, reply);
+    d.sandboxReady(n1, sbOf(), 1);
+    expect(n1.busyByRank).toEqual([1, 0, 0, 0]);
+    d.invoke(fn, { ...req, priceClass: 'critical' }, reply);
+    expect(n1.busyByRank).toEqual([0, 0, 0, 1]);
+    expect(n1.busy).toBe(1);
+    answer(callOf(1)); // the critical call ends: the sandbox is batch again
+    expect(n1.busyByRank).toEqual([1, 0, 0, 0]);
+    answer(callOf(0));
+    expect(n1.busy).toBe(0);
+  });
+
+  it('when no worker can run a class now, the function waits and is placed when capacity frees, best price × wait first', () => {
+    let capacity = false;
+    const d2 = new Dispatcher({
+      clock: { now: () => now, wallNow: () => now },
+      classes,
+      log: silentLogger(),
+      maxQueuePerFunction: 10,
+      maxWaitMs: 60_000,
+      hooks: { place: () => (capacity ? n1 : 'busy'), awaitingWorkers: () => false },
+    });
+    const batchFn = d2.upsertFunction({ ...record({ priceClass: 'batch' }), name: 'b' });
+    const critFn = d2.upsertFunction({ ...record({ priceClass: 'critical' }), name: 'c' });
+    d2.invoke(batchFn, { ...req, priceClass: 'batch' }, reply); // t=0
+    now = 10;
+    d2.invoke(critFn, { ...req, priceClass: 'critical' }, reply); // t=10
+    expect(results).toHaveLength(0); // they wait, they are not refused
+    expect(d2.pendingPlacements).toBe(2);
+    expect(frames('create')).toHaveLength(0);
+    capacity = true;
+    now = 30; // critical 2 × 20 = 40 beats batch 0.5 × 30 = 15
+    d2.retryWaiting();
+    const created = frames('create').map((f) => (f as { spec: { functionKey: string } }).spec.functionKey);
+    expect(created[0]).toBe('default/c');
+    expect(created).toEqual(['default/c', 'default/b']);
+    expect(d2.pendingPlacements).toBe(0);
   });
 });

@@ -3,14 +3,19 @@ import { BatonError, type ErrorCode, type WireError } from '../common/errors.js'
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import type { ResultFrame, SandboxReport, SandboxSpec } from '../protocol/messages.js';
+import { ClassQueue } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { FunctionRuntime } from './function-runtime.js';
-import type { Call, CallTiming, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
+import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
 
 export interface DispatcherHooks {
-  /** Pick a node for a new sandbox of this function, or undefined if none can take it. */
-  place(fn: FunctionRuntime): NodeState | undefined;
+  /**
+   * Pick a node for a new sandbox of this function for work of class `rank`:
+   * a node, 'busy' when workers exist but none has an idle core or a lower
+   * class to preempt (or room in memory), undefined when no worker is ready.
+   */
+  place(fn: FunctionRuntime, rank: number): NodeState | 'busy' | undefined;
   /** True while the control plane should wait for workers instead of failing calls at once. */
   awaitingWorkers(): boolean;
   onSandboxCreated?(fn: FunctionRuntime): void;
@@ -59,18 +64,34 @@ export class Dispatcher {
   private readonly log: Logger;
   private readonly maxWaitMs: number;
   private readonly execGraceMs: number;
+  private readonly rankOf = new Map<string, number>();
+  /**
+   * Functions whose calls wait for a sandbox that no worker can take now (no
+   * idle core, no lower class to preempt): the shard multi-queue across
+   * functions — when capacity frees, the next placed is chosen by price ×
+   * time waited (seeds 000/001).
+   */
+  private readonly pending: ClassQueue<FunctionRuntime>;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.clock = opts.clock;
     this.log = opts.log;
     this.maxWaitMs = opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
     this.execGraceMs = opts.execGraceMs ?? DEFAULT_EXEC_GRACE_MS;
+    for (const c of opts.classes.byRank) this.rankOf.set(c.name, c.rank);
+    this.pending = new ClassQueue<FunctionRuntime>(opts.classes, 2 ** 30);
+  }
+
+  /** Calls of functions waiting for capacity to place a sandbox (across functions). */
+  get pendingPlacements(): number {
+    return this.pending.size;
   }
 
   // ------------------------------------------------------------------ calls
 
   invoke(fn: FunctionRuntime, req: InvocationRequest, reply: (r: InvocationResult) => void): Call {
     const now = this.clock.now();
+    req.rank = this.rankOf.get(req.priceClass) ?? 0;
     const call: Call = {
       id: newId('call'),
       fn: fn.record,
@@ -92,12 +113,18 @@ export class Dispatcher {
       this.dispatch(fn, call, sb, now);
       return call;
     }
-    if (fn.queued >= this.opts.maxQueuePerFunction) {
-      this.finish(call, errorResult('overloaded', `function ${fn.key} has ${fn.queued} calls queued, the limit; retry later`, 1));
+    call.enqueuedAt = now;
+    const pushed = fn.enqueue(call, now);
+    if (!pushed.accepted) {
+      // full of calls of this class or higher: overload sheds the lowest classes first, never a higher one for it
+      this.finish(call, errorResult('overloaded', `function ${fn.key} has ${fn.queued} calls queued (the limit), none of a lower class than ${req.priceClass}; retry later`, 1));
       return call;
     }
-    call.enqueuedAt = now;
-    fn.enqueue(call, now);
+    if (pushed.shed !== undefined) {
+      const victim = pushed.shed.item;
+      victim.req.body = EMPTY;
+      this.finish(victim, errorResult('overloaded', `shed from the full queue of ${fn.key} to make room for a ${req.priceClass} call; retry later`, 1));
+    }
     call.timer = setTimeout(() => this.waitExpired(call), this.maxWaitMs);
     if (fn.scale === 0) this.coldStart(fn);
     return call;
@@ -158,6 +185,8 @@ export class Dispatcher {
     sb.lastUsed = now;
     fn.inflight++;
     sb.node.inflight++;
+    const rank = call.req.rank ?? 0;
+    if (rank > sb.rank) this.setSandboxRank(sb, rank);
     this.calls.set(call.id, call);
     if (call.timer !== undefined) clearTimeout(call.timer);
     // The function's timeout bounds execution only, from dispatch; the worker enforces it.
@@ -188,6 +217,10 @@ export class Dispatcher {
     this.releaseSlot(sb, call);
     const res: Omit<InvocationResult, 'timing' | 'callId'> = { status: frame.status, headers: frame.headers, body: frame.body };
     if (frame.error !== undefined) res.error = frame.error as WireError;
+    if (frame.cpuMs !== undefined) {
+      const usage: CallUsage = { cpuMs: frame.cpuMs, mbMs: frame.mbMs ?? 0, preemptMs: frame.preemptMs ?? 0, waitMs: frame.waitMs ?? 0 };
+      res.usage = usage;
+    }
     this.finish(call, res, frame.execMs);
     this.afterRelease(sb);
   }
@@ -202,6 +235,7 @@ export class Dispatcher {
     sb.phantom--;
     sb.inflight--;
     sb.node.inflight--;
+    this.setSandboxRank(sb, this.sandboxRank(sb));
     sb.fn.addFree(sb);
     this.afterRelease(sb);
   }
@@ -210,6 +244,8 @@ export class Dispatcher {
     sb.calls.delete(call);
     sb.inflight--;
     sb.node.inflight--;
+    if (sb.inflight === 0) this.setSandboxRank(sb, -1);
+    else if ((call.req.rank ?? 0) === sb.rank && sb.concurrency > 1) this.setSandboxRank(sb, this.sandboxRank(sb));
     const fn = sb.fn;
     const now = this.clock.now();
     fn.touch(now);
@@ -221,6 +257,59 @@ export class Dispatcher {
   private afterRelease(sb: SandboxState): void {
     if (sb.status === 'draining' && sb.inflight === 0) this.deleteSandbox(sb);
     else if (sb.status === 'ready') this.pump(sb.fn, 0);
+    if (this.pending.size > 0 && sb.rank < 0) this.placePending();
+  }
+
+  // ------------------------------------------------ classes on the cores
+
+  /** The rank of a sandbox's highest call in flight (adopted calls count at its function's class). */
+  private sandboxRank(sb: SandboxState): number {
+    if (sb.inflight === 0) return -1;
+    let r = sb.phantom > 0 ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
+    for (const c of sb.calls) r = Math.max(r, c.req.rank ?? 0);
+    return r;
+  }
+
+  private setSandboxRank(sb: SandboxState, rank: number): void {
+    if (sb.rank === rank) return;
+    const n = sb.node;
+    while (n.busyByRank.length < this.opts.classes.size) n.busyByRank.push(0);
+    if (sb.rank >= 0) {
+      n.busyByRank[sb.rank] = (n.busyByRank[sb.rank] ?? 1) - 1;
+      n.busy--;
+    }
+    if (rank >= 0) {
+      n.busyByRank[rank] = (n.busyByRank[rank] ?? 0) + 1;
+      n.busy++;
+    }
+    sb.rank = rank;
+  }
+
+  /** Capacity may have freed somewhere: place sandboxes for waiting functions, best price × wait first. */
+  placePending(): void {
+    const skipped: NonNullable<FunctionRuntime['pendingEntry']>[] = [];
+    for (let tries = 0; tries < 8 && this.pending.size > 0; tries++) {
+      const now = this.clock.now();
+      const e = this.pending.pop(now);
+      if (e === undefined) break;
+      const fn = e.item;
+      fn.pendingEntry = undefined;
+      if (fn.removed || fn.queued === 0 || fn.scale > 0) continue;
+      const placed = this.tryCreate(fn, fn.topQueuedRank());
+      if (placed === 'busy') {
+        skipped.push(e);
+        fn.pendingEntry = e;
+      }
+    }
+    // back in front, in their order: they keep their place
+    for (let i = skipped.length - 1; i >= 0; i--) this.pending.pushFront(skipped[i] as NonNullable<FunctionRuntime['pendingEntry']>);
+  }
+
+  private awaitPlacement(fn: FunctionRuntime, rank: number): void {
+    if (fn.pendingEntry !== undefined) return;
+    const cls = this.opts.classes.byRank[Math.max(0, rank)]?.name ?? this.opts.classes.lowest.name;
+    const r = this.pending.push(fn, cls, this.clock.now());
+    if (r.accepted) fn.pendingEntry = r.entry;
   }
 
   /** Give free slots to queued calls, chosen by price × time waited. */
@@ -256,6 +345,7 @@ export class Dispatcher {
       result.sandboxId = call.sandbox.id;
       result.nodeId = call.sandbox.node.id;
     }
+    if (call.queueEntry !== undefined) this.unqueue(call);
     this.opts.hooks.onCallDone?.(call, result);
     call.reply(result);
   }
@@ -267,26 +357,42 @@ export class Dispatcher {
 
   // -------------------------------------------------------------- sandboxes
 
-  /** Start a sandbox now because calls wait and none exists. Returns false if the calls were failed. */
+  /**
+   * Start a sandbox now because calls wait and none exists. When workers exist
+   * but none can run this class now, the function waits for capacity (placed
+   * across functions by price × wait). Returns false if the calls were failed.
+   */
   private coldStart(fn: FunctionRuntime): boolean {
-    if (this.createSandbox(fn)) return true;
+    const rank = Math.max(0, fn.topQueuedRank());
+    const r = this.tryCreate(fn, rank);
+    if (r === 'created') return true;
+    if (r === 'busy') {
+      this.awaitPlacement(fn, rank);
+      return true;
+    }
     if (this.opts.hooks.awaitingWorkers()) return true;
     this.failQueued(fn, 'no_capacity', 'no worker is ready to run a sandbox; check `baton nodes`', 5);
     return false;
   }
 
+  /** A new sandbox for work of the function's own class (autoscaler). */
   createSandbox(fn: FunctionRuntime): boolean {
-    if (fn.removed) return false;
-    const node = this.opts.hooks.place(fn);
-    if (node === undefined) return false;
+    return this.tryCreate(fn, this.rankOf.get(fn.record.spec.priceClass) ?? 0) === 'created';
+  }
+
+  private tryCreate(fn: FunctionRuntime, rank: number): 'created' | 'busy' | 'none' {
+    if (fn.removed) return 'none';
+    const node = this.opts.hooks.place(fn, rank);
+    if (node === undefined) return 'none';
+    if (node === 'busy') return 'busy';
     const sb = this.register(fn, newId('sb'), node, 'creating');
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
     if (!node.send({ t: 'create', sandboxId: sb.id, spec: sandboxSpec(fn.record) })) {
       this.removeSandbox(sb);
-      return false;
+      return 'none';
     }
-    return true;
+    return 'created';
   }
 
   /** Create the record of a sandbox of the function's current version and index it everywhere. */
@@ -303,6 +409,7 @@ export class Dispatcher {
       inflight: 0,
       phantom: 0,
       calls: new Set(),
+      rank: -1,
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
       requestedAt: now,
@@ -372,6 +479,8 @@ export class Dispatcher {
     sb.node.inflight -= sb.phantom;
     sb.inflight -= sb.phantom;
     sb.phantom = 0;
+    this.setSandboxRank(sb, -1);
+    if (this.pending.size > 0) this.placePending();
   }
 
   /** Scale-down or cleanup: delete now if idle, else drain first. */
@@ -400,6 +509,7 @@ export class Dispatcher {
     sb.inflight = phantom;
     sb.phantom = phantom;
     node.inflight += phantom;
+    this.setSandboxRank(sb, this.sandboxRank(sb));
     const now = sb.requestedAt;
     fn.lastActivity = Math.max(fn.lastActivity, now);
     // The autoscaler has no history yet: do not let its first ticks take these away.
@@ -424,9 +534,10 @@ export class Dispatcher {
     for (const fn of affected) if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
-  /** Queued calls may now find a worker (one joined). */
+  /** Queued calls may now find a worker (one joined, or freed memory). */
   retryWaiting(): void {
-    for (const fn of this.functions.values()) if (fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
+    if (this.pending.size > 0) this.placePending();
+    for (const fn of this.functions.values()) if (fn.queued > 0 && fn.scale === 0 && fn.pendingEntry === undefined) this.coldStart(fn);
   }
 
   // -------------------------------------------------------------- functions
@@ -435,7 +546,7 @@ export class Dispatcher {
     const key = `${record.namespace}/${record.name}`;
     const existing = this.functions.get(key);
     if (existing === undefined) {
-      const fn = new FunctionRuntime(record, this.clock.now(), this.opts.classes);
+      const fn = new FunctionRuntime(record, this.clock.now(), this.opts.classes, this.opts.maxQueuePerFunction);
       this.functions.set(key, fn);
       return fn;
     }

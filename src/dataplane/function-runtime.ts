@@ -1,4 +1,4 @@
-import { ClassQueue } from '../policies/class-queue.js';
+import { ClassQueue, type PushResult, type Queued } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import type { Call, SandboxState } from './types.js';
@@ -29,9 +29,13 @@ export class FunctionRuntime {
   private areaSince: number;
   private lastTake: number;
 
-  constructor(record: FunctionRecord, now: number, classes: PriceClassSet) {
-    // The dispatcher bounds the queue (and sheds by class); this one never refuses.
-    this.queue = new ClassQueue<Call>(classes, 2 ** 30);
+  /** Its entry in the dispatcher's queue of functions waiting for capacity to place a sandbox. */
+  pendingEntry: Queued<FunctionRuntime> | undefined;
+
+  constructor(record: FunctionRecord, now: number, classes: PriceClassSet, maxQueued = 2 ** 30) {
+    // Bounded: when full, a higher class sheds the newest call of the lowest class below it.
+    this.queue = new ClassQueue<Call>(classes, maxQueued);
+    this.classes = classes;
     this.record = record;
     this.key = `${record.namespace}/${record.name}`;
     this.lastActivity = now;
@@ -98,11 +102,27 @@ export class FunctionRuntime {
 
   // ---- wait queue: one FIFO per price class (the shard multi-queue policy) ----
   private readonly queue: ClassQueue<Call>;
+  private readonly classes: PriceClassSet;
 
-  enqueue(call: Call, now: number): void {
+  /** Queue a call; when the queue is full a lower class's call may be shed for it (returned), or it is refused. */
+  enqueue(call: Call, now: number): PushResult<Call> {
     const r = this.queue.push(call, call.req.priceClass, now);
-    if (r.accepted) call.queueEntry = r.entry;
+    if (r.accepted) {
+      call.queueEntry = r.entry;
+      if (r.shed !== undefined) r.shed.item.queueEntry = undefined;
+    }
     this.queued = this.queue.size;
+    return r;
+  }
+
+  /** Highest class rank with calls waiting, -1 when none. */
+  topQueuedRank(): number {
+    for (let r = this.ranks - 1; r >= 0; r--) if (this.queue.sizeOfRank(r) > 0) return r;
+    return -1;
+  }
+
+  private get ranks(): number {
+    return this.classes.size;
   }
 
   /** Next call by price × time waited. */

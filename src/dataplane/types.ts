@@ -22,6 +22,17 @@ export interface NodeState {
   inflight: number;
   /** Bundle hashes this worker has fetched (for code locality). */
   bundles: Set<string>;
+  /**
+   * Sandboxes with calls in flight, by the rank of their highest call (the
+   * control plane's own view, exact for what it dispatched): how many of the
+   * node's cores run which classes.
+   */
+  busyByRank: number[];
+  /** Σ busyByRank. */
+  busy: number;
+  /** From its last heartbeat: calls held for a core, and preemptions so far. */
+  waiting: number;
+  preemptions: number;
   send(frame: ControlFrame): boolean;
 }
 
@@ -45,6 +56,8 @@ export interface SandboxState {
   phantom: number;
   /** Calls running on it, so they can be failed if the sandbox or its worker goes away. */
   calls: Set<Call>;
+  /** Rank of its highest call in flight, -1 when it has none (see NodeState.busyByRank). */
+  rank: number;
   /** Index in its function's free list, -1 when not in it. */
   freeIndex: number;
   createdAt: number;
@@ -62,6 +75,19 @@ export interface InvocationRequest {
   headers: Record<string, string>;
   body: Uint8Array;
   priceClass: string;
+  /** Rank of priceClass (0 = cheapest), filled in by the dispatcher. */
+  rank?: number;
+}
+
+/** What a call consumed, as its worker measured it. */
+export interface CallUsage {
+  cpuMs: number;
+  /** Memory × time, MB·ms (GB-seconds = mbMs / 1024 / 1000). */
+  mbMs: number;
+  /** Time frozen by higher classes (not billed). */
+  preemptMs: number;
+  /** Time held on the worker for a core before it started. */
+  waitMs: number;
 }
 
 export interface InvocationResult {
@@ -71,6 +97,8 @@ export interface InvocationResult {
   body: Uint8Array;
   error?: WireError;
   timing: CallTiming;
+  /** Present when a worker ran the call. */
+  usage?: CallUsage;
   sandboxId?: string;
   nodeId?: string;
 }

@@ -1,3 +1,4 @@
+import { powerOfK } from './power-of-k.js';
 import type { Rng } from './rng.js';
 
 /** What placement sees of a node. */
@@ -15,10 +16,14 @@ export interface NodeView {
   hasCode: boolean;
   /** On the placing shard's idle list. */
   idle: boolean;
+  /** Lowest price-class rank among the sandboxes on its cores; -1 when a core is idle. */
+  lowestBusyRank?: number;
 }
 
 export interface PlacementRequest {
   memoryHintMb: number;
+  /** Price-class rank of the work the new sandbox is for (classFit). */
+  rank?: number;
 }
 
 export interface FilterPlugin {
@@ -33,6 +38,15 @@ export interface ScorePlugin {
 }
 
 export const capacityFit: FilterPlugin = { name: 'capacity-fit', accept: (n, r) => n.freeMemoryMb >= r.memoryHintMb };
+/**
+ * Core-granular class fit (seeds 000/001, 002): the node has an idle core, or
+ * the new work's class is above the lowest class on its cores (it would
+ * preempt that). Otherwise the work waits rather than queue behind its equals.
+ */
+export const classFit: FilterPlugin = {
+  name: 'class-fit',
+  accept: (n, r) => n.busyCores < n.cores || r.rank === undefined || (n.lowestBusyRank ?? -1) < r.rank,
+};
 export const leastLoaded: ScorePlugin = { name: 'least-loaded', score: (n) => 1 / (1 + n.running / Math.max(1, n.cores)) };
 export const freeCores: ScorePlugin = { name: 'free-cores', score: (n) => (n.cores - n.busyCores) / Math.max(1, n.cores) };
 export const codeLocality: ScorePlugin = { name: 'code-locality', score: (n) => (n.hasCode ? 1 : 0) };
@@ -44,13 +58,16 @@ export interface PipelineConfig {
   scorers: { plugin: ScorePlugin; weight: number }[];
   /** Score only k sampled candidates (power-of-k); 0 = all. */
   sampleK: number;
+  /** When none of the k sampled candidates passes the filters, look at every node before giving up. */
+  scanOnMiss?: boolean;
 }
 
 /**
  * Placement as a pipeline of filter and score plugins with weights (seed 003
- * §5): the candidates (all nodes, or k sampled ones) that pass every filter are
- * scored by Σ weight × score and the best wins; ties go to the earlier
- * candidate. Returns the index into `nodes`, or -1.
+ * §5): the candidates (all nodes, or k sampled ones: power-of-k choices, the
+ * same sampling the simulator uses) that pass every filter are scored by
+ * Σ weight × score and the best wins; ties go to the earlier candidate.
+ * Returns the index into `nodes`, or -1.
  */
 export class PlacementPipeline {
   constructor(private readonly cfg: PipelineConfig) {
@@ -61,30 +78,30 @@ export class PlacementPipeline {
     return this.placeAmong(nodes.length, (i) => nodes[i] as NodeView, req, rng);
   }
 
-  /** The same over `count` candidates whose views are built on demand (only the sampled ones are). */
+  /** The same over `count` candidates whose views are built on demand (only the examined ones are). */
   placeAmong(count: number, view: (i: number) => NodeView, req: PlacementRequest, rng: Rng): number {
-    const n = count;
-    if (n === 0) return -1;
-    const k = this.cfg.sampleK <= 0 || this.cfg.sampleK >= n ? n : this.cfg.sampleK;
-    let best = -1;
-    let bestScore = -Infinity;
-    const tried: number[] = [];
-    for (let t = 0; t < k; t++) {
-      let i: number;
-      if (k === n) i = t;
-      else {
-        do i = rng.int(n);
-        while (tried.includes(i));
-        tried.push(i);
-      }
+    if (count === 0) return -1;
+    // powerOfK keeps the lowest load: a node that fails a filter has infinite load, else minus its score
+    const load = (i: number): number => {
       const node = view(i);
-      if (!this.cfg.filters.every((f) => f.accept(node, req))) continue;
+      for (const f of this.cfg.filters) if (!f.accept(node, req)) return Infinity;
       let s = 0;
       for (const { plugin, weight } of this.cfg.scorers) s += weight * plugin.score(node, req);
-      if (s > bestScore) {
-        bestScore = s;
-        best = i;
-      }
+      return -s;
+    };
+    const k = this.cfg.sampleK <= 0 ? count : this.cfg.sampleK;
+    let loads: number[] = [];
+    const recording = (i: number): number => {
+      const l = load(i);
+      loads[i] = l;
+      return l;
+    };
+    let best = powerOfK(count, k, recording, rng);
+    if (best !== -1 && (loads[best] ?? Infinity) === Infinity) best = -1;
+    if (best === -1 && this.cfg.scanOnMiss === true && k < count) {
+      loads = [];
+      best = powerOfK(count, count, recording, rng);
+      if (best !== -1 && (loads[best] ?? Infinity) === Infinity) best = -1;
     }
     return best;
   }

@@ -5,7 +5,7 @@ import { CorePool } from './core-pool.js';
 import { IdleLists } from './idle-list.js';
 import { PriorityMachineScheduler, type MachineTask } from './machine-scheduler.js';
 import { relieveMemoryPressure, type Resident } from './memory-manager.js';
-import { PlacementPipeline, capacityFit, codeLocality, idlePreferred, leastLoaded, type NodeView } from './placement-pipeline.js';
+import { PlacementPipeline, capacityFit, classFit, codeLocality, freeCores, idlePreferred, leastLoaded, type NodeView } from './placement-pipeline.js';
 import { powerOfK } from './power-of-k.js';
 import { PriceClassSet } from './price-classes.js';
 import { createRng } from './rng.js';
@@ -282,5 +282,29 @@ describe('PlacementPipeline', () => {
     expect(byCode.place([], { memoryHintMb: 0 }, createRng(1))).toBe(-1);
     const byIdle = new PlacementPipeline({ filters: [], scorers: [{ plugin: leastLoaded, weight: 1 }, { plugin: idlePreferred, weight: 2 }], sampleK: 0 });
     expect(byIdle.place([node('a', {}), node('b', { running: 4, idle: true })], { memoryHintMb: 0 }, createRng(1))).toBe(1);
+  });
+
+  it('places by class: an idle core first, else where the work would preempt a lower class, else nowhere', () => {
+    const p = new PlacementPipeline({ filters: [capacityFit, classFit], scorers: [{ plugin: freeCores, weight: 1 }, { plugin: leastLoaded, weight: 0.1 }], sampleK: 0 });
+    const critBusy = node('crit', { cores: 2, busyCores: 2, lowestBusyRank: 3 });
+    const batchBusy = node('batch', { cores: 2, busyCores: 2, lowestBusyRank: 0 });
+    const free = node('free', { cores: 2, busyCores: 1, lowestBusyRank: -1 });
+    expect(p.place([critBusy, batchBusy, free], { memoryHintMb: 0, rank: 3 }, createRng(1))).toBe(2);
+    expect(p.place([critBusy, batchBusy], { memoryHintMb: 0, rank: 3 }, createRng(1))).toBe(1);
+    // a batch call would only queue behind equals or betters: it waits
+    expect(p.place([critBusy, batchBusy], { memoryHintMb: 0, rank: 0 }, createRng(1))).toBe(-1);
+  });
+
+  it('samples k nodes (power-of-k) and, when none of them fits, scans all before giving up', () => {
+    const many = Array.from({ length: 50 }, (_, i) => node(`n${i}`, { cores: 1, busyCores: 1, lowestBusyRank: 3 }));
+    many[37] = node('n37', { cores: 1, busyCores: 0 });
+    const sampled = new PlacementPipeline({ filters: [classFit], scorers: [{ plugin: leastLoaded, weight: 1 }], sampleK: 2 });
+    const scanning = new PlacementPipeline({ filters: [classFit], scorers: [{ plugin: leastLoaded, weight: 1 }], sampleK: 2, scanOnMiss: true });
+    let missed = 0;
+    for (let seed = 1; seed <= 20; seed++) {
+      if (sampled.place(many, { memoryHintMb: 0, rank: 1 }, createRng(seed)) === -1) missed++;
+      expect(scanning.place(many, { memoryHintMb: 0, rank: 1 }, createRng(seed))).toBe(37);
+    }
+    expect(missed).toBeGreaterThan(10);
   });
 });

@@ -35,6 +35,8 @@ export interface SandboxHostOptions {
   swapMb?: () => number;
   /** Memory of all sandboxes together, MB, when it can be measured as a whole (their parent cgroup). */
   totalMemoryMb?: () => number | undefined;
+  /** Kernel OOM kills among all sandboxes together so far (the backstop under the memory manager). */
+  totalOomKills?: () => number;
   clock?: () => number;
 }
 
@@ -62,6 +64,11 @@ export class SandboxHost {
   /** Memory of the sandboxes at the last sample, MB. */
   usedMb = 0;
   evictions = { idle: 0, swapped: 0, killed: 0 };
+  /** Memory of evicted sandboxes whose processes have not exited yet, MB (still in the total until they do). */
+  private releasing = new Map<string, number>();
+  /** Kernel OOM kills seen but not yet matched to a sandbox that died. */
+  private oomSeen = 0;
+  private oomCredits = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -69,6 +76,7 @@ export class SandboxHost {
     private readonly events: HostEvents,
   ) {
     this.clock = o.clock ?? (() => performance.now());
+    this.oomSeen = o.totalOomKills?.() ?? 0;
     this.machine = o.classes ? new MachineController(o.cores, 1, o.cpus, this.clock, { onRun: (sb, on) => this.meterOf(sb)?.setRunning(on) }) : undefined;
   }
 
@@ -140,8 +148,12 @@ export class SandboxHost {
           if (this.sandboxes.get(f.sandboxId) !== held) return;
           this.sandboxes.delete(f.sandboxId);
           this.machine?.forget(sandbox);
-          this.o.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, reason }, 'sandbox died');
-          this.events.gone(f.sandboxId, reason);
+          const oom = this.takeOomKill();
+          if (oom) for (const finish of [...held.calls.values()]) finish(errorResponse(503, 'memory_pressure', `the sandbox was killed for memory: this worker offers ${this.o.memoryMb} MB to all its sandboxes together`));
+          const why = oom ? `killed for memory (${reason})` : reason;
+          this.o.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, reason: why }, 'sandbox died');
+          // after its calls' own results (they say why each call failed), which are already on their way
+          setImmediate(() => this.events.gone(f.sandboxId, why));
         });
         onReady(sandbox, this.clock() - started);
       },
@@ -224,6 +236,18 @@ export class SandboxHost {
     else this.machine.arrive(sandbox, call);
   }
 
+  /** Did the kernel kill a sandbox for memory since we last looked? (one kill explains one death) */
+  private takeOomKill(): boolean {
+    const now = this.o.totalOomKills?.() ?? 0;
+    if (now > this.oomSeen) {
+      this.oomCredits += now - this.oomSeen;
+      this.oomSeen = now;
+    }
+    if (this.oomCredits === 0) return false;
+    this.oomCredits--;
+    return true;
+  }
+
   private reply(f: InvokeFrame, r: SandboxResponse, m: { cpuUs: number; mbMs: number; preemptMs: number; waitMs: number } | undefined): void {
     const frame: ResultFrame = { t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs };
     if (r.error !== undefined) frame.error = r.error;
@@ -266,8 +290,12 @@ export class SandboxHost {
     // act a little before the limit: the kernel's hard limit on all sandboxes together is the backstop
     const target = this.o.memoryMb * 0.92;
     if (this.usedMb <= target || residents.length === 0) return;
-    // what is not in any resident (stem cells, processes being set up) is not ours to reclaim
-    const ram = target - Math.max(0, this.usedMb - sum);
+    // memory being released by sandboxes already evicted is on its way out: do not evict more for it
+    let releasing = 0;
+    for (const mb of this.releasing.values()) releasing += mb;
+    if (this.usedMb - releasing <= target) return;
+    // what is in no resident (stem cells, processes being set up) is not ours to reclaim
+    const ram = target - Math.max(0, this.usedMb - sum - releasing);
     const d = relieveMemoryPressure(residents, ram, this.o.swapMb?.() ?? 0);
     for (const id of d.evict) this.evict(byNum.get(id), 'idle');
     for (const id of d.swapOut) {
@@ -291,6 +319,7 @@ export class SandboxHost {
     // its calls (if any) fail naming memory; the control plane forgets the sandbox
     for (const finish of [...held.calls.values()]) finish(errorResponse(503, 'memory_pressure', `evicted under memory pressure to run a higher class: this worker offers ${this.o.memoryMb} MB to its sandboxes`));
     this.events.gone(id, how === 'idle' ? 'evicted while idle under memory pressure' : 'killed under memory pressure');
-    void held.sandbox.stop();
+    this.releasing.set(id, held.meter.memoryMb);
+    void held.sandbox.stop().finally(() => this.releasing.delete(id));
   }
 }

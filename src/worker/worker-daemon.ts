@@ -114,12 +114,12 @@ export class WorkerDaemon {
         await Promise.allSettled([rts.node.close(), rts.http.close()]);
         await rts.close();
       };
-      this.host = this.newHost({ cpus: rts.cpus, swapMb: () => rts.swapMb(), totalMemoryMb: () => rts.totalMemoryMb() });
+      this.host = this.newHost({ cpus: rts.cpus, swapMb: () => rts.swapMb(), totalMemoryMb: () => rts.totalMemoryMb(), totalOomKills: () => rts.totalOomKills() });
       this.host.startMemoryManager();
     }
   }
 
-  private newHost(extra: { cpus?: number[]; swapMb?: () => number; totalMemoryMb?: () => number | undefined }): SandboxHost {
+  private newHost(extra: { cpus?: number[]; swapMb?: () => number; totalMemoryMb?: () => number | undefined; totalOomKills?: () => number }): SandboxHost {
     const classes = this.opts.classes ?? true;
     this.log.info({ cores: this.cfg.cores, memoryMb: this.cfg.memoryMb, classes, pinning: (extra.cpus?.length ?? 0) > 0 }, classes ? 'machine scheduler: price classes enforced on this worker\'s cores' : 'machine scheduler OFF (--no-classes): every call runs at once and the OS shares the cores');
     return new SandboxHost(
@@ -132,6 +132,7 @@ export class WorkerDaemon {
         classes,
         ...(extra.swapMb === undefined ? {} : { swapMb: extra.swapMb }),
         ...(extra.totalMemoryMb === undefined ? {} : { totalMemoryMb: extra.totalMemoryMb }),
+        ...(extra.totalOomKills === undefined ? {} : { totalOomKills: extra.totalOomKills }),
       },
       {
         result: (frame) => this.send(frame),

@@ -334,6 +334,12 @@ export class Cgroups {
     }
   }
 
+  /** OOM kills the kernel made to keep all this worker's sandboxes within their limit together. */
+  totalOomKills(): number {
+    const parent = this.parents.get('memory');
+    return parent === undefined ? 0 : this.oomKills({ name: '', dirs: new Map([['memory', parent]]), procsFiles: [] });
+  }
+
   /** Whether the kernel OOM-killed a process of the group (v2 memory.events, v1 memory.oom_control). */
   oomKills(h: CgroupHandle): number {
     const dir = h.dirs.get('memory');

@@ -55,6 +55,8 @@ export interface ProcessRuntimes {
   swapMb(): number;
   /** Memory of all sandboxes together (their parent cgroup), MB, when measurable. */
   totalMemoryMb(): number | undefined;
+  /** Kernel OOM kills among all sandboxes together so far. */
+  totalOomKills(): number;
   /** After every sandbox was stopped: wait for their slots to be released, then remove the worker's own cgroups. */
   close(): Promise<void>;
 }
@@ -105,6 +107,7 @@ export function createProcessRuntimes(o: ProcessRuntimeOptions): ProcessRuntimes
       }
       return mb;
     },
+    totalOomKills: () => cgroups.totalOomKills(),
     totalMemoryMb: () => {
       const b = cgroups.totalMemoryBytes();
       return b === undefined ? undefined : b / (1024 * 1024);
