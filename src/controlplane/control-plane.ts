@@ -1,10 +1,13 @@
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { Counter } from 'prom-client';
 import uws from 'uWebSockets.js';
 import { systemClock, type Clock } from '../common/clock.js';
 import { BatonError } from '../common/errors.js';
 import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
+import { processFaults } from '../common/process-guard.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
 import { DEFAULT_PRICE_CLASSES, PriceClassSet, type PriceClassDef } from '../policies/price-classes.js';
 import { createRng } from '../policies/rng.js';
@@ -45,9 +48,40 @@ export interface ControlPlaneOptions {
   priceClasses?: readonly PriceClassDef[];
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
-  /** How long to keep retrying when the port is busy (e.g. TIME_WAIT after a crash). */
+  /** How long to keep retrying when the bind fails but nothing listens on the port (a predecessor still releasing it). */
   listenTimeoutMs?: number;
   clock?: Clock;
+}
+
+/** `/healthz`, `/readyz` (no auth) and `/metrics`, each answering GET and HEAD. */
+function mountProbes(app: uws.TemplatedApp, d: { nodes: NodeRegistry; metrics: ControlPlaneMetrics; log: Logger }): void {
+  new Counter({
+    name: 'baton_process_faults_total',
+    help: 'Uncaught exceptions and unhandled rejections the process guard logged and survived (each one is a bug)',
+    labelNames: ['kind'],
+    registers: [d.metrics.registry],
+    collect() {
+      const f = processFaults();
+      this.reset();
+      this.inc({ kind: 'uncaught_exception' }, f.uncaughtExceptions);
+      this.inc({ kind: 'unhandled_rejection' }, f.unhandledRejections);
+    },
+  });
+  for (const method of ['get', 'head'] as const) {
+    const head = method === 'head';
+    app[method]('/healthz', (res) => new Exchange(res, head).json(200, { status: 'ok' }));
+    app[method]('/readyz', (res) => {
+      const ready = d.nodes.readyNodes().length;
+      new Exchange(res, head).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
+    });
+    app[method]('/metrics', (res) => {
+      const ex = new Exchange(res, head);
+      d.metrics.registry.metrics().then(
+        (text) => ex.send(200, { 'content-type': d.metrics.registry.contentType }, text),
+        (e: unknown) => ex.error(e, d.log),
+      );
+    });
+  }
 }
 
 export interface ControlPlane {
@@ -66,23 +100,53 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   return n;
 }
 
+/** uWS's LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT, so a second listener on the port fails instead of sharing it. */
+const LISTEN_EXCLUSIVE_PORT = 1;
+type ListenCallback = (s: uws.us_listen_socket | false) => void;
+/** `listen(host, port, options, cb)`: the native binding takes it, its type declarations only list `listen(port, options, cb)`. */
+type ListenWithOptions = (host: string, port: number, options: number, cb: ListenCallback) => uws.TemplatedApp;
+
 /**
- * Listen, retrying while the port is busy. uWebSockets.js does not set
- * SO_REUSEADDR, so after a crash the old connections (TIME_WAIT, up to 60 s on
- * Linux) hold the port; a restarted control plane waits them out instead of failing.
+ * Why a port could not be bound, asked of a Node server: it sets SO_REUSEADDR,
+ * so it binds despite connections in TIME_WAIT but fails with EADDRINUSE
+ * against a live listener. Resolves undefined when the port is bindable.
+ */
+function probePort(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+/**
+ * Listen on an exclusive port. By default uWS sets SO_REUSEPORT on a fixed
+ * port, which would let a second control plane on the same port silently take
+ * half the traffic; with the exclusive flag the second one fails and exits
+ * saying the address is in use. A failed bind while nothing listens (probePort
+ * binds) is transient, e.g. a crashed predecessor's sockets still being torn
+ * down, and is retried until `timeoutMs`. (Measured with the uWS build we ship:
+ * on a fixed port the exclusive listen still sets SO_REUSEADDR, so connections
+ * in TIME_WAIT alone do not block the restart.)
  */
 async function listen(app: uws.TemplatedApp, host: string, port: number, timeoutMs: number, log: Logger): Promise<uws.us_listen_socket> {
   const deadline = Date.now() + timeoutMs;
+  const listenExclusive = (app.listen as unknown as ListenWithOptions).bind(app);
   let warned = false;
   for (;;) {
-    const s = await new Promise<uws.us_listen_socket | false>((resolve) => app.listen(host, port, resolve));
+    const s = await new Promise<uws.us_listen_socket | false>((resolve) => listenExclusive(host, port, LISTEN_EXCLUSIVE_PORT, resolve));
     if (s !== false) return s;
+    const why = await probePort(host, port);
+    if (why === 'EADDRINUSE') {
+      throw new BatonError('conflict', `cannot listen on ${host}:${port}: address in use by another process (another control plane?); stop it or pick another port with --port`);
+    }
+    if (why !== undefined) throw new BatonError('conflict', `cannot listen on ${host}:${port}: ${why}; check --host and --port`);
     if (port === 0 || Date.now() > deadline) {
-      throw new BatonError('conflict', `cannot listen on ${host}:${port}: the port is in use (or not permitted); pick another with --port`);
+      throw new BatonError('conflict', `cannot listen on ${host}:${port}: the bind kept failing for ${Math.round(timeoutMs / 1000)} s although nothing listens there; pick another port with --port`);
     }
     if (!warned) {
       warned = true;
-      log.warn({ host, port, waitS: Math.round(timeoutMs / 1000) }, 'port busy; if a control plane just exited, its old connections hold the port for up to 60 s (TIME_WAIT) - retrying');
+      log.warn({ host, port, waitS: Math.round(timeoutMs / 1000) }, 'cannot bind the port although nothing listens on it (a process that just exited still releasing it?) - retrying');
     }
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -166,20 +230,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     startedAt,
   });
   mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes });
-  app.get('/healthz', (res) => new Exchange(res).json(200, { status: 'ok' }));
-  app.get('/readyz', (res) => {
-    const ready = nodes.readyNodes().length;
-    new Exchange(res).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
-  });
-  app.get('/metrics', (res) => {
-    const ex = new Exchange(res);
-    metrics.registry.metrics().then(
-      (text) => ex.send(200, { 'content-type': metrics.registry.contentType }, text),
-      (e: unknown) => ex.error(e, log),
-    );
-  });
+  mountProbes(app, { nodes, metrics, log });
   app.any('/*', (res, req) => {
-    new Exchange(res).error(new BatonError('not_found', `no such endpoint: ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
+    const method = req.getMethod().toUpperCase();
+    new Exchange(res, method === 'HEAD').error(new BatonError('not_found', `no such endpoint: ${method} ${req.getUrl()}`));
   });
 
   const listenSocket = await listen(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
