@@ -41,14 +41,22 @@ export function decodeSegment(raw: string, what: string): string {
 
 /**
  * Copy what we need of a uWS request. Call it inside a try: a malformed
- * percent-encoded route parameter throws BatonError('bad_request').
+ * percent-encoded route parameter or a repeated Authorization header throws
+ * BatonError('bad_request').
  * `paramNames` name the route's `:params` in order, for the error message.
  */
 export function readRequest(req: HttpRequest, paramNames: readonly string[]): RequestInfo {
-  const headers: Record<string, string> = {};
+  // No prototype: a header named `constructor` or `__proto__` is just a header.
+  const headers = Object.create(null) as Record<string, string>;
+  let repeatedAuth = false;
   req.forEach((k, v) => {
-    headers[k] = v;
+    const seen = headers[k];
+    if (seen === undefined) headers[k] = v;
+    else if (k === 'authorization') repeatedAuth = true;
+    else headers[k] = `${seen}, ${v}`; // a repeated header is one comma-separated list (RFC 9110 §5.3)
   });
+  // Which of two credentials counts differs between servers (Node keeps the first); refuse to guess.
+  if (repeatedAuth) throw new BatonError('bad_request', 'more than one Authorization header; send exactly one');
   const params: string[] = [];
   for (let i = 0; i < paramNames.length; i++) params.push(decodeSegment(req.getParameter(i) ?? '', paramNames[i] ?? `parameter ${i + 1}`));
   return { method: req.getMethod().toUpperCase(), url: req.getUrl(), query: req.getQuery() ?? '', headers, params };

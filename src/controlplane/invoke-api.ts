@@ -61,7 +61,7 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
       if (!d.priceClasses.includes(priceClass)) {
         throw new BatonError('bad_request', `X-Price-Class: unknown price class "${priceClass}"; configured classes: ${d.priceClasses.join(', ')}`);
       }
-      const headers: Record<string, string> = {};
+      const headers = Object.create(null) as Record<string, string>;
       for (const k in info.headers) if (!DROP_REQUEST.has(k)) headers[k] = info.headers[k] as string;
       ex.readBody(info, d.maxInvokeBodyBytes).then(
         (body) => {
