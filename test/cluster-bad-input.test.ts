@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../src/protocol/codec.js';
 import { CloseCode, PROTOCOL_VERSION, WORKER_PATH } from '../src/protocol/messages.js';
-import { BIN, FIXTURES, api, deploy, kill, startControlPlane, startWorker, stopAll, tempDir, type CpHandle } from './helpers/cluster.js';
+import { BIN, FIXTURES, api, deploy, kill, startControlPlane, startWorker, stopAll, tempDir, waitFor, type CpHandle } from './helpers/cluster.js';
 import { header, rawRequest, type RawOutcome } from './helpers/raw-http.js';
 
 /** Open a worker socket, send frames, and report how the control plane closed it. */
@@ -114,6 +114,17 @@ describe('bad input never takes the control plane down', () => {
     // the sub-path after the function name is the function's business, passed through as sent
     expect((await api(cp, 'POST', '/function/hello/%E0', 'sub')).text).toBe('hello sub');
     expect(cp.proc.exitCode).toBeNull();
+  });
+
+  it('two Authorization headers → 400, whichever key comes first', async () => {
+    const port = Number(new URL(cp.url).port);
+    for (const [a, b] of [[cp.apiKey, 'bk_wrong'], ['bk_wrong', cp.apiKey], [cp.apiKey, cp.apiKey]]) {
+      const out = await rawRequest(port, `GET /v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${a}\r\nAuthorization: Bearer ${b}\r\n\r\n`, { expect: 1, timeoutMs: 10_000 });
+      expect(out.responses[0]?.status).toBe(400);
+      const e = (JSON.parse(out.responses[0]!.body.toString()) as { error: { code: string; message: string } }).error;
+      expect(e.code).toBe('bad_request');
+      expect(e.message).toContain('Authorization');
+    }
   });
 
   it('tenancy: unknown namespace → 404, a namespace key sees neither the nodes nor other tenants\' sandboxes', async () => {
@@ -232,6 +243,21 @@ describe('bad input never takes the control plane down', () => {
       expect(status).toMatchObject({ inflight: 0, queued: 0 });
     });
 
+    it('a request pipelined behind a pending invocation closes the connection; the call is dropped, nothing leaks', async () => {
+      const auth = `Authorization: Bearer ${cp.apiKey}\r\n`;
+      const out = await rawRequest(port(), `POST /function/hello HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1\r\n\r\naGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`, { expect: 2, timeoutMs: IDLE_CLOSE_MS });
+      expect(out.closedByServer).toBe(true);
+      expect(out.responses).toEqual([]);
+      expect(out.ms).toBeLessThan(PROMPT_MS);
+      // pipelining requests whose answers are immediate works
+      const sync = await rawRequest(port(), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n', { expect: 2, timeoutMs: PROMPT_MS });
+      expect(sync.responses.map((r) => r.status)).toEqual([200, 200]);
+      // the dropped call's slot is freed when the worker's answer comes in
+      await waitFor(async () => ((await api(cp, 'GET', '/v1/status')).body as { inflight: number }).inflight === 0 || undefined, 10_000, () => 'the dropped call still holds its slot');
+      expect((await api(cp, 'GET', '/v1/status')).body).toMatchObject({ inflight: 0, queued: 0 });
+      expect((await api(cp, 'POST', '/function/hello', 'next')).text).toBe('hello next');
+    });
+
     it('49+ headers, unparseable request lines and bodies that never arrive wait for the idle timeout without blocking anyone', { timeout: 60_000 }, async () => {
       const auth = `Authorization: Bearer ${cp.apiKey}\r\n`;
       const headers = (n: number): string => Array.from({ length: n }, (_, i) => `x-h${i}: v\r\n`).join('');
@@ -244,6 +270,7 @@ describe('bad input never takes the control plane down', () => {
       stall(`GET /healthz HTTP/1.1\r\nHost: x\r\n${headers(99)}\r\n`);
       stall(`GET /heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n`);
       stall(`GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n`);
+      stall(`GET /healthz HTTP/1.1\r\nHost: x\r\nx_underscore: 1\r\n\r\n`); // a header name with a token character other than [A-Za-z0-9-]
       // a valid Content-Length whose body never comes
       stall(`POST /function/hello HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 100\r\n\r\n0123456789`, 20);
       stall(`PUT /v1/namespaces/default/functions/late HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 100\r\n\r\n{"spec":`);
