@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Counter } from 'prom-client';
 import uws from 'uWebSockets.js';
@@ -17,6 +16,7 @@ import { Authenticator } from './auth.js';
 import { AutoscalerLoop } from './autoscaler-loop.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
+import { listenExclusive } from './listen.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
@@ -48,7 +48,7 @@ export interface ControlPlaneOptions {
   priceClasses?: readonly PriceClassDef[];
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
-  /** How long to keep retrying when the bind fails but nothing listens on the port (a predecessor still releasing it). */
+  /** How long to keep retrying when the port is blocked but nothing listens there (TIME_WAIT after a crash). */
   listenTimeoutMs?: number;
   clock?: Clock;
 }
@@ -98,58 +98,6 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   const n = v ?? dflt;
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
   return n;
-}
-
-/** uWS's LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT, so a second listener on the port fails instead of sharing it. */
-const LISTEN_EXCLUSIVE_PORT = 1;
-type ListenCallback = (s: uws.us_listen_socket | false) => void;
-/** `listen(host, port, options, cb)`: the native binding takes it, its type declarations only list `listen(port, options, cb)`. */
-type ListenWithOptions = (host: string, port: number, options: number, cb: ListenCallback) => uws.TemplatedApp;
-
-/**
- * Why a port could not be bound, asked of a Node server: it sets SO_REUSEADDR,
- * so it binds despite connections in TIME_WAIT but fails with EADDRINUSE
- * against a live listener. Resolves undefined when the port is bindable.
- */
-function probePort(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
-  });
-}
-
-/**
- * Listen on an exclusive port. By default uWS sets SO_REUSEPORT on a fixed
- * port, which would let a second control plane on the same port silently take
- * half the traffic; with the exclusive flag the second one fails and exits
- * saying the address is in use. A failed bind while nothing listens (probePort
- * binds) is transient, e.g. a crashed predecessor's sockets still being torn
- * down, and is retried until `timeoutMs`. (Measured with the uWS build we ship:
- * on a fixed port the exclusive listen still sets SO_REUSEADDR, so connections
- * in TIME_WAIT alone do not block the restart.)
- */
-async function listen(app: uws.TemplatedApp, host: string, port: number, timeoutMs: number, log: Logger): Promise<uws.us_listen_socket> {
-  const deadline = Date.now() + timeoutMs;
-  const listenExclusive = (app.listen as unknown as ListenWithOptions).bind(app);
-  let warned = false;
-  for (;;) {
-    const s = await new Promise<uws.us_listen_socket | false>((resolve) => listenExclusive(host, port, LISTEN_EXCLUSIVE_PORT, resolve));
-    if (s !== false) return s;
-    const why = await probePort(host, port);
-    if (why === 'EADDRINUSE') {
-      throw new BatonError('conflict', `cannot listen on ${host}:${port}: address in use by another process (another control plane?); stop it or pick another port with --port`);
-    }
-    if (why !== undefined) throw new BatonError('conflict', `cannot listen on ${host}:${port}: ${why}; check --host and --port`);
-    if (port === 0 || Date.now() > deadline) {
-      throw new BatonError('conflict', `cannot listen on ${host}:${port}: the bind kept failing for ${Math.round(timeoutMs / 1000)} s although nothing listens there; pick another port with --port`);
-    }
-    if (!warned) {
-      warned = true;
-      log.warn({ host, port, waitS: Math.round(timeoutMs / 1000) }, 'cannot bind the port although nothing listens on it (a process that just exited still releasing it?) - retrying');
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** Start the control plane: SQLite store, data plane, worker gateway, HTTP API, control loops. */
@@ -236,7 +184,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     new Exchange(res, method === 'HEAD').error(new BatonError('not_found', `no such endpoint: ${method} ${req.getUrl()}`));
   });
 
-  const listenSocket = await listen(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
+  const listenSocket = await listenExclusive(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
   const port = uws.us_socket_local_port(listenSocket);
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };
