@@ -72,6 +72,21 @@ describe('bad input never takes the control plane down', () => {
     expect(err(r).code).toBe('payload_too_large');
   });
 
+  it('a body declared or streamed past the hard cap → 413 at once, then the connection is closed', async () => {
+    const port = Number(new URL(cp.url).port);
+    const head = `POST /function/hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${cp.apiKey}\r\n`;
+    const declared = await rawRequest(port, `${head}Content-Length: 100000000\r\n\r\nabc`, { expect: 0, timeoutMs: 10_000 });
+    expect(declared.responses.map((r) => r.status)).toEqual([413]);
+    expect(header(declared.responses[0]!, 'connection')).toEqual(['close']);
+    expect(declared.closedByServer).toBe(true);
+    // chunked, so nothing is declared: refused when the stream passes 64 MiB
+    const mib = Buffer.concat([Buffer.from('100000\r\n'), Buffer.alloc(0x100000, 0x61), Buffer.from('\r\n')]);
+    const streamed = await rawRequest(port, '', { expect: 0, timeoutMs: 30_000, pieces: { parts: [`${head}Transfer-Encoding: chunked\r\n\r\n`, ...Array.from({ length: 80 }, () => mib)], gapMs: 0 } });
+    expect(streamed.responses.map((r) => r.status)).toEqual([413]);
+    expect(streamed.closedByServer).toBe(true);
+    expect((await api(cp, 'POST', '/function/hello', 'after')).text).toBe('hello after');
+  });
+
   it('unknown price class header → 400', async () => {
     const res = await fetch(`${cp.url}/function/hello`, { method: 'POST', headers: { authorization: `Bearer ${cp.apiKey}`, 'x-price-class': 'platinum' } });
     expect(res.status).toBe(400);
