@@ -27,7 +27,7 @@ export interface ManagementDeps {
  * and memory in proportion (every bad array element is its own issue), so the
  * size is checked before the spec is looked at.
  */
-export const MAX_SPEC_BYTES = 32 * 1024;
+const MAX_SPEC_BYTES = 32 * 1024;
 
 function checkSpecSize(body: unknown): void {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
