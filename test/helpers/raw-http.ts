@@ -94,8 +94,8 @@ export function rawRequest(port: number, data: Buffer | string, o: RawOptions): 
     sock.setNoDelay(true);
     sock.on('connect', () => {
       if (o.pieces === undefined) {
-        sock.write(data);
-        if (o.hangUpAfterWrite === true) finish(false, false);
+        if (o.hangUpAfterWrite === true) sock.write(data, () => finish(false, false));
+        else sock.write(data);
         return;
       }
       const parts = [...o.pieces.parts];
