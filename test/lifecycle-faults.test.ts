@@ -40,13 +40,13 @@ describe('sandbox lifecycle under faults', () => {
     await stopAll(dirs);
   });
 
-  async function clusterBehindProxy(cpArgs: string[] = []): Promise<{ cp: CpHandle; proxy: LinkProxy; worker: Awaited<ReturnType<typeof startWorker>> }> {
+  async function clusterBehindProxy(cpArgs: string[] = [], workerArgs: string[] = []): Promise<{ cp: CpHandle; proxy: LinkProxy; worker: Awaited<ReturnType<typeof startWorker>> }> {
     const cp = await startControlPlane({ args: cpArgs });
     dirs.push(cp.dataDir);
     const proxy = new LinkProxy(Number(new URL(cp.url).port));
     proxies.push(proxy);
     await proxy.start();
-    const worker = await startWorker(cp, { name: 'linked', controlPlane: proxy.url });
+    const worker = await startWorker(cp, { name: 'linked', controlPlane: proxy.url, args: workerArgs });
     dirs.push(worker.stateDir);
     return { cp, proxy, worker };
   }
@@ -162,7 +162,8 @@ describe('sandbox lifecycle under faults', () => {
   });
 
   it('after a control-plane restart the autoscaler does not take adopted sandboxes away on its first ticks', { timeout: 90_000 }, async () => {
-    const { cp, proxy } = await clusterBehindProxy(['--autoscaler-tick', '200ms']);
+    // four cores: with price classes on the machine, a worker runs at most one sandbox per core at once
+    const { cp, proxy } = await clusterBehindProxy(['--autoscaler-tick', '200ms'], ['--cores', '4']);
     await deploy(cp, 'wide', { runtime: 'node', handler: 'index.js', concurrency: 1, scale: { max: 4, keepAlive: '60s', stableWindow: '10s', panicWindow: '1s' } }, join(FIXTURES, 'cp-sleep'));
     await Promise.all(Array.from({ length: 4 }, () => api(cp, 'POST', '/function/wide', '2500')));
     await waitFor(async () => ((await sandboxes(cp, 'wide')).filter((s) => s.state === 'ready').length === 4 ? true : undefined), 20_000, () => 'never scaled to 4');

@@ -1,10 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { Counter } from 'prom-client';
 import uws from 'uWebSockets.js';
 import { systemClock, type Clock } from '../common/clock.js';
 import { BatonError } from '../common/errors.js';
 import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
+import { processFaults } from '../common/process-guard.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
 import { DEFAULT_PRICE_CLASSES, PriceClassSet, type PriceClassDef } from '../policies/price-classes.js';
 import { createRng } from '../policies/rng.js';
@@ -14,6 +16,7 @@ import { Authenticator } from './auth.js';
 import { AutoscalerLoop } from './autoscaler-loop.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
+import { listenExclusive } from './listen.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
@@ -50,9 +53,40 @@ export interface ControlPlaneOptions {
   priceClasses?: readonly PriceClassDef[];
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
-  /** How long to keep retrying when the port is busy (e.g. TIME_WAIT after a crash). */
+  /** How long to keep retrying when the port is blocked but nothing listens there (TIME_WAIT after a crash). */
   listenTimeoutMs?: number;
   clock?: Clock;
+}
+
+/** `/healthz`, `/readyz` (no auth) and `/metrics`, each answering GET and HEAD. */
+function mountProbes(app: uws.TemplatedApp, d: { nodes: NodeRegistry; metrics: ControlPlaneMetrics; log: Logger }): void {
+  new Counter({
+    name: 'baton_process_faults_total',
+    help: 'Uncaught exceptions and unhandled rejections the process guard logged and survived (each one is a bug)',
+    labelNames: ['kind'],
+    registers: [d.metrics.registry],
+    collect() {
+      const f = processFaults();
+      this.reset();
+      this.inc({ kind: 'uncaught_exception' }, f.uncaughtExceptions);
+      this.inc({ kind: 'unhandled_rejection' }, f.unhandledRejections);
+    },
+  });
+  for (const method of ['get', 'head'] as const) {
+    const head = method === 'head';
+    app[method]('/healthz', (res) => new Exchange(res, head).json(200, { status: 'ok' }));
+    app[method]('/readyz', (res) => {
+      const ready = d.nodes.readyNodes().length;
+      new Exchange(res, head).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
+    });
+    app[method]('/metrics', (res) => {
+      const ex = new Exchange(res, head);
+      d.metrics.registry.metrics().then(
+        (text) => ex.send(200, { 'content-type': d.metrics.registry.contentType }, text),
+        (e: unknown) => ex.error(e, d.log),
+      );
+    });
+  }
 }
 
 export interface ControlPlane {
@@ -69,28 +103,6 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   const n = v ?? dflt;
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
   return n;
-}
-
-/**
- * Listen, retrying while the port is busy. uWebSockets.js does not set
- * SO_REUSEADDR, so after a crash the old connections (TIME_WAIT, up to 60 s on
- * Linux) hold the port; a restarted control plane waits them out instead of failing.
- */
-async function listen(app: uws.TemplatedApp, host: string, port: number, timeoutMs: number, log: Logger): Promise<uws.us_listen_socket> {
-  const deadline = Date.now() + timeoutMs;
-  let warned = false;
-  for (;;) {
-    const s = await new Promise<uws.us_listen_socket | false>((resolve) => app.listen(host, port, resolve));
-    if (s !== false) return s;
-    if (port === 0 || Date.now() > deadline) {
-      throw new BatonError('conflict', `cannot listen on ${host}:${port}: the port is in use (or not permitted); pick another with --port`);
-    }
-    if (!warned) {
-      warned = true;
-      log.warn({ host, port, waitS: Math.round(timeoutMs / 1000) }, 'port busy; if a control plane just exited, its old connections hold the port for up to 60 s (TIME_WAIT) - retrying');
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** Start the control plane: SQLite store, data plane, worker gateway, HTTP API, control loops. */
@@ -183,23 +195,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     startedAt,
   });
   mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes });
-  app.get('/healthz', (res) => new Exchange(res).json(200, { status: 'ok' }));
-  app.get('/readyz', (res) => {
-    const ready = nodes.readyNodes().length;
-    new Exchange(res).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
-  });
-  app.get('/metrics', (res) => {
-    const ex = new Exchange(res);
-    metrics.registry.metrics().then(
-      (text) => ex.send(200, { 'content-type': metrics.registry.contentType }, text),
-      (e: unknown) => ex.error(e, log),
-    );
-  });
+  mountProbes(app, { nodes, metrics, log });
   app.any('/*', (res, req) => {
-    new Exchange(res).error(new BatonError('not_found', `no such endpoint: ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
+    const method = req.getMethod().toUpperCase();
+    new Exchange(res, method === 'HEAD').error(new BatonError('not_found', `no such endpoint: ${method} ${req.getUrl()}`));
   });
 
-  const listenSocket = await listen(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
+  const listenSocket = await listenExclusive(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
   const port = uws.us_socket_local_port(listenSocket);
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };

@@ -21,6 +21,22 @@ export interface ManagementDeps {
   startedAt: number;
 }
 
+/**
+ * The largest function spec (the manifest without its bundle) accepted, as
+ * JSON. A real one is a few hundred bytes; validating a huge one costs time
+ * and memory in proportion (every bad array element is its own issue), so the
+ * size is checked before the spec is looked at.
+ */
+const MAX_SPEC_BYTES = 32 * 1024;
+
+function checkSpecSize(body: unknown): void {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+  const spec = (body as { spec?: unknown }).spec;
+  if (spec === undefined) return;
+  const bytes = Buffer.byteLength(JSON.stringify(spec) ?? '');
+  if (bytes > MAX_SPEC_BYTES) throw new BatonError('payload_too_large', `spec: ${bytes} bytes of JSON exceeds the limit of ${MAX_SPEC_BYTES} bytes`);
+}
+
 /** Management REST API: namespaces, functions, cluster view. */
 export function mountManagementApi(d: ManagementDeps): void {
   const { routes, functions } = d;
@@ -50,6 +66,7 @@ export function mountManagementApi(d: ManagementDeps): void {
   routes.add('get', '/v1/namespaces/:ns/functions', (ex, req, who) => {
     const ns = req.params[0] ?? '';
     requireNamespace(who, ns);
+    if (d.store.getNamespace(ns) === undefined) throw new BatonError('not_found', `namespace "${ns}" not found`);
     ex.json(200, { functions: functions.list(ns).map((r) => functions.view(r)) });
   });
 
@@ -63,6 +80,7 @@ export function mountManagementApi(d: ManagementDeps): void {
     const [ns = '', name = ''] = req.params;
     requireNamespace(who, ns);
     const body = parseJson(await ex.readBody(req, d.maxManagementBodyBytes));
+    checkSpecSize(body);
     const { record, outcome } = await functions.apply(ns, name, body);
     ex.json(outcome === 'unchanged' ? 200 : 201, { function: functions.view(record), changed: outcome !== 'unchanged', outcome });
   });
@@ -74,7 +92,8 @@ export function mountManagementApi(d: ManagementDeps): void {
     ex.json(200, { deleted: true });
   });
 
-  routes.add('get', '/v1/nodes', (ex) => {
+  routes.add('get', '/v1/nodes', (ex, _req, who) => {
+    requireAdmin(who);
     const now = d.clock.now();
     const nodes = [...d.nodes.all()].map((n) => ({
       id: n.id,

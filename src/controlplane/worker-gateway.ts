@@ -154,7 +154,8 @@ export class WorkerGateway {
         return;
       case 'getBundle': {
         const data = this.opts.store.getBundle(f.hash);
-        node.bundles.add(f.hash);
+        // only real bundles count for code locality (a worker asking for random hashes grows nothing)
+        if (data !== undefined) node.bundles.add(f.hash);
         this.send(ws, data === undefined ? { t: 'bundle', hash: f.hash, error: { code: 'not_found', message: `no bundle ${f.hash}` } } : { t: 'bundle', hash: f.hash, data });
         return;
       }

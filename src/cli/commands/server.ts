@@ -54,6 +54,7 @@ function cpOptions(cmd: Command, defaultPort: number): Command {
 
 async function startCp(f: CpFlags, name: string) {
   const logger = createRootLogger({ level: f.logLevel, name });
+  (await import('../../common/process-guard.js')).installProcessGuard(logger.child({ component: 'process-guard' }), 'control plane');
   const { startControlPlane } = await import('../../controlplane/control-plane.js');
   const opts: Parameters<typeof startControlPlane>[0] = {
     host: f.host,
