@@ -1,4 +1,5 @@
 import { createRootLogger } from '../common/logger.js';
+import { installProcessGuard } from '../common/process-guard.js';
 import { startWorker, type WorkerOptions } from './worker-daemon.js';
 
 /**
@@ -9,6 +10,7 @@ import { startWorker, type WorkerOptions } from './worker-daemon.js';
  */
 export async function runWorkerFromCli(options: Omit<WorkerOptions, 'logger'> & { logLevel?: string }): Promise<void> {
   const logger = createRootLogger(options.logLevel === undefined ? { name: 'baton-worker' } : { name: 'baton-worker', level: options.logLevel });
+  installProcessGuard(logger, 'worker');
   const daemon = await startWorker({ ...options, logger });
   process.once('SIGTERM', () => {
     logger.info({ signal: 'SIGTERM' }, 'draining, then stopping');
