@@ -77,6 +77,9 @@ export interface InvocationRequest {
   priceClass: string;
   /** Rank of priceClass (0 = cheapest), filled in by the dispatcher. */
   rank?: number;
+  /** The call this one was made from (call chains), and how deep in its chain it is (0 = from a client). */
+  parentId?: string;
+  depth?: number;
 }
 
 /** What a call consumed, as its worker measured it. */

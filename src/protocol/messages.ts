@@ -125,6 +125,35 @@ export const resultFrame = z.object({
 export const bundleRequestFrame = z.object({ t: z.literal('getBundle'), hash: z.string().min(1).max(128) });
 /** The worker is stopping (SIGTERM): place nothing new on it; it finishes its calls, then exits. */
 export const drainingFrame = z.object({ t: z.literal('draining'), timeoutMs: z.number().nonnegative() });
+/**
+ * A call chain: a function running in one of this worker's sandboxes calls
+ * another function of its namespace (`ctx.invoke`). The control plane answers
+ * with `callResult` carrying the same reqId.
+ */
+export const chainCallFrame = z.object({
+  t: z.literal('call'),
+  reqId: z.number().int().nonnegative(),
+  /** The call the request is made from: its namespace, class and depth govern the new call. */
+  parentCallId: id,
+  function: z.string().min(1).max(128),
+  method: z.string().min(1).max(16),
+  path: z.string().max(8192),
+  headers,
+  body: bytes,
+  /** Asked-for class; the call runs at least at its parent's class. */
+  priceClass: z.string().max(64).optional(),
+});
+/** Log lines a worker holds, answering a `getLogs`. */
+export const logLine = z.object({
+  /** Epoch ms. */
+  ts: z.number(),
+  sandboxId: id,
+  callId: id.optional(),
+  stream: z.enum(['stdout', 'stderr']),
+  line: z.string(),
+});
+export type LogLine = z.infer<typeof logLine>;
+export const logsFrame = z.object({ t: z.literal('logs'), reqId: z.number().int().nonnegative(), lines: z.array(logLine), truncated: z.boolean().optional() });
 
 export const workerFrame = z.discriminatedUnion('t', [
   helloFrame,
@@ -135,6 +164,8 @@ export const workerFrame = z.discriminatedUnion('t', [
   resultFrame,
   bundleRequestFrame,
   drainingFrame,
+  chainCallFrame,
+  logsFrame,
 ]);
 export type WorkerFrame = z.infer<typeof workerFrame>;
 export type HelloFrame = z.infer<typeof helloFrame>;
@@ -173,7 +204,33 @@ export const bundleFrame = z.object({
   error: wireError.optional(),
 });
 
-export const controlFrame = z.discriminatedUnion('t', [welcomeFrame, createFrame, deleteFrame, invokeFrame, bundleFrame]);
+/** The answer to a worker's chain `call`. */
+export const callResultFrame = z.object({
+  t: z.literal('callResult'),
+  reqId: z.number().int().nonnegative(),
+  /** The new call's id (its activation), when it was accepted. */
+  callId: id.optional(),
+  status: z.number().int().min(100).max(599),
+  headers,
+  body: bytes,
+  error: wireError.optional(),
+});
+/** Ask a worker for the log lines it holds of a function (optionally one call, optionally since a time). */
+export const getLogsFrame = z.object({
+  t: z.literal('getLogs'),
+  reqId: z.number().int().nonnegative(),
+  functionKey: id,
+  callId: id.optional(),
+  /** Epoch ms: only lines at or after. */
+  since: z.number().optional(),
+  limit: z.number().int().positive().max(100_000),
+});
+
+export const controlFrame = z.discriminatedUnion('t', [welcomeFrame, createFrame, deleteFrame, invokeFrame, bundleFrame, callResultFrame, getLogsFrame]);
 export type ControlFrame = z.infer<typeof controlFrame>;
 export type CreateFrame = z.infer<typeof createFrame>;
 export type InvokeFrame = z.infer<typeof invokeFrame>;
+export type ChainCallFrame = z.infer<typeof chainCallFrame>;
+export type CallResultFrame = z.infer<typeof callResultFrame>;
+export type GetLogsFrame = z.infer<typeof getLogsFrame>;
+export type LogsFrame = z.infer<typeof logsFrame>;
