@@ -127,7 +127,10 @@ function path(rng: Rng, keyNs: string): { path: string; route: Route; ns: string
     case 12:
       return { path: '/v1/workers/connect' + q, route: 'workers', ns: undefined };
     case 13:
-      return { path: pick(rng, ['/async-function/hello', `/v1/namespaces/${ns}/activations`, `/v1/namespaces/${ns}/usage`, `/v1/namespaces/${ns}/functions/${fn}/x`, '/v2/x']), route: 'unknown', ns: undefined };
+      // async invocations answer once the call is stored: like an invocation, they go last in a pipeline
+      if (rng.next() < 0.4) return { path: `/async-function/${fn}${q}`, route: 'invoke', ns: keyNs, methods: ['POST', 'POST', 'GET'] };
+      if (rng.next() < 0.6) return { path: `/v1/namespaces/${ns}/${pick(rng, ['activations', 'usage', 'budget', `activations/${segment(rng)}`, `activations/${segment(rng)}/result`])}${q}`, route: 'ns', ns: decode(ns), methods: ['GET', 'GET', 'PUT'] };
+      return { path: pick(rng, [`/v1/namespaces/${ns}/functions/${fn}/x`, '/v2/x']), route: 'unknown', ns: undefined };
     case 14:
       return { path: pick(rng, ['/', '/v1', '/v1/', '//v1//nodes', '/v1/namespaces/', '/function', '/function/', '/function//x']), route: 'unknown', ns: undefined };
     default:
@@ -311,7 +314,9 @@ function plan(rng: Rng, i: number, keys: Keys): Planned {
     const f: NonNullable<Planned['fetch']> = { method: q.fetchable.method, path: q.fetchable.path, headers };
     if (q.body !== undefined && q.meta.method !== 'GET' && q.meta.method !== 'HEAD') f.body = q.body;
     if (!/^[\x21-\x7e]*$/.test(f.path) || Buffer.byteLength(f.path) > 3500) f.path = '/v1/whoami';
-    const meta: Meta = { method: q.meta.method, key: q.meta.key, ns: q.meta.ns, route: f.path === '/v1/whoami' ? 'view' : q.meta.route };
+    // fetch resolves dot segments (/function/./x is sent as /function/x): what the oracle planned is not what goes out
+    const normalized = new URL(f.path, 'http://h').pathname !== f.path.split('?')[0];
+    const meta: Meta = { method: q.meta.method, key: q.meta.key, ns: q.meta.ns, route: f.path === '/v1/whoami' ? 'view' : normalized ? 'unknown' : q.meta.route };
     return { i, kind: 'clean', via: 'fetch', bytes: Buffer.alloc(0), fetch: f, meta: [meta] };
   }
   const q = cleanRequest(rng, keys);

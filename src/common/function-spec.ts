@@ -84,6 +84,14 @@ export const functionSpecSchema = z
     concurrency: z.number().int().min(1).max(1000).default(1),
     scale: scaleSchema.default({ min: 0, max: 100, keepAlive: '60s' }),
     timeout: duration(DURATION_BOUNDS.timeout).default('30s'),
+    /** Async invocations: how many times a call may run, and which failures are retried. */
+    async: z
+      .object({
+        maxAttempts: z.number().int().min(1).max(10).default(3),
+        retry: z.enum(['not-started', 'errors']).default('not-started'),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((f, ctx) => {
@@ -114,6 +122,11 @@ export interface FunctionSpec {
     panicWindowMs: number;
   };
   timeoutMs: number;
+  /**
+   * Async invocations: attempts per accepted call (default 3); `not-started`
+   * retries only failures before the handler ran, `errors` any failure.
+   */
+  async?: { maxAttempts: number; retry: 'not-started' | 'errors' };
 }
 
 /** Format zod issues as `path: message` lines, prefixed by where the input came from. */
@@ -151,6 +164,7 @@ export function compileFunctionSpec(input: unknown, where = ''): FunctionSpec {
     },
     timeoutMs: parseDuration(f.timeout),
   };
+  if (f.async !== undefined) spec.async = { maxAttempts: f.async.maxAttempts, retry: f.async.retry };
   if (f.handler !== undefined) spec.handler = f.handler;
   if (f.command !== undefined) spec.command = f.command;
   return spec;

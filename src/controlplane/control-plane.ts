@@ -20,6 +20,13 @@ import { listenExclusive } from './listen.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
+import { mountActivationsApi } from './activations-api.js';
+import { ActivationLog, recordOf } from './activations.js';
+import { AsyncInvoker } from './async-invocations.js';
+import { BudgetGate } from './budget-gate.js';
+import { UsageLedger } from './usage-ledger.js';
+import { ActivationStore } from '../storage/activation-store.js';
+import { UsageStore } from '../storage/usage-store.js';
 import { MAX_FRAME_BYTES } from '../protocol/codec.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { NodeRegistry } from './node-registry.js';
@@ -49,8 +56,16 @@ export interface ControlPlaneOptions {
   maxBundleBytes?: number;
   /** How long after start calls wait for workers to join instead of failing with 503. */
   workerGraceMs?: number;
-  /** The fixed set of price classes (default batch 0.5, standard 1, interactive 1.5, critical 2). */
+  /** The fixed set of price classes (default batch 0.5, standard 1, interactive 1.5, critical 2, µ¢ per CPU-second). */
   priceClasses?: readonly PriceClassDef[];
+  /** Price of a GB-second of memory, the same for every class (default 0.25 µ¢). */
+  memoryPrice?: number;
+  /** Async calls accepted and not yet ended before new ones get 503 (default 10,000). */
+  maxPendingAsync?: number;
+  /** How long records and results of async calls are kept (default 7 days). */
+  activationRetentionMs?: number;
+  /** Records of synchronous calls kept in memory (default 10,000). */
+  syncActivations?: number;
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
   /** How long to keep retrying when the port is blocked but nothing listens there (TIME_WAIT after a crash). */
@@ -152,9 +167,42 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       place: (fn, rank): NodeState | 'busy' | undefined => placement.place(fn, rank),
       awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
       onSandboxCreated: () => metrics.creations.inc(),
-      onCallDone: (call, r) => metrics.observe(call, r),
+      onCallDone: (call, r) => {
+        metrics.observe(call, r);
+        const u = r.usage;
+        const cost = u === undefined ? 0 : ledger.record(call.fn.namespace, call.fn.name, call.req.priceClass, u.cpuMs, u.mbMs);
+        r.cost = cost;
+        // async attempts are recorded (and persisted) by the async invoker
+        if (call.req.async !== true) {
+          const worker = r.nodeId === undefined ? null : (nodes.get(r.nodeId)?.name ?? r.nodeId);
+          const rec = recordOf({ id: call.id, namespace: call.fn.namespace, function: call.fn.name, priceClass: call.req.priceClass, parentId: call.req.parentId }, r, clock.wallNow(), cost, worker);
+          activations.addSync(rec);
+          metrics.activations.inc({ status: rec.status });
+        }
+      },
     },
   });
+  const activationStore = new ActivationStore(store.database);
+  const usageStore = new UsageStore(store.database);
+  const ledger = new UsageLedger(usageStore, classes, o.memoryPrice ?? 0.25, clock, o.logger.child({ component: 'billing' }));
+  const budgets = new BudgetGate(usageStore, ledger, classes, clock, (ns, cls) => metrics.throttled.inc({ namespace: ns, class: cls }));
+  const asyncInvoker = new AsyncInvoker(
+    activationStore,
+    dispatcher,
+    classes,
+    clock,
+    o.logger.child({ component: 'async' }),
+    {
+      cost: (_ns, _fn, _cls, r) => r.cost ?? 0,
+      worker: (nodeId) => (nodeId === undefined ? null : (nodes.get(nodeId)?.name ?? nodeId)),
+      onEnd: (rec) => metrics.activations.inc({ status: rec.status }),
+    },
+    {
+      ...(o.maxPendingAsync === undefined ? {} : { maxPending: o.maxPendingAsync }),
+      ...(o.activationRetentionMs === undefined ? {} : { retentionMs: o.activationRetentionMs }),
+    },
+  );
+  const activations = new ActivationLog(activationStore, o.syncActivations ?? 10_000, (ns, id) => asyncInvoker.live(ns, id));
   const nodes: NodeRegistry = new NodeRegistry({
     clock,
     log: o.logger.child({ component: 'nodes' }),
@@ -164,7 +212,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onUnready: (n) => placement.forget(n),
   });
   const placement: Placement = new Placement(nodes, createRng(o.seed ?? Date.now()));
-  const metrics = new ControlPlaneMetrics(dispatcher, nodes);
+  const metrics = new ControlPlaneMetrics(dispatcher, nodes, () => asyncInvoker.backlog, () => priceClasses);
   const functions = new FunctionService(store, dispatcher, clock, priceClasses, maxBundleBytes);
   const loaded = functions.loadAll();
 
@@ -194,7 +242,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     version: BATON_VERSION,
     startedAt,
   });
-  mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes });
+  mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes, budgets, async: asyncInvoker });
+  mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock });
   mountProbes(app, { nodes, metrics, log });
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -210,7 +259,17 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   nodes.start((node) => gateway.closeNode(node, 'declared dead: missed heartbeats'));
   const autoscaler = new AutoscalerLoop(dispatcher, clock, positive('autoscalerTickMs', o.autoscalerTickMs, 1000));
   autoscaler.start();
-  log.info({ url, dataDir: o.dataDir, functions: loaded, heartbeatTimeoutMs }, 'control plane listening');
+  ledger.start();
+  const resumed = asyncInvoker.start();
+  const purge = setInterval(() => {
+    try {
+      activationStore.purge(clock.wallNow());
+    } catch (e) {
+      log.warn({ err: e }, 'could not purge expired activation records');
+    }
+  }, 3600_000);
+  purge.unref();
+  log.info({ url, dataDir: o.dataDir, functions: loaded, asyncResumed: resumed, heartbeatTimeoutMs }, 'control plane listening');
 
   let stopped = false;
   return {
@@ -223,9 +282,12 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       stopped = true;
       autoscaler.stop();
       nodes.stop();
+      asyncInvoker.stop();
+      clearInterval(purge);
       gateway.closeAll();
       uws.us_listen_socket_close(listenSocket);
       await functions.close();
+      ledger.stop();
       store.close();
       joinTokenHash = '';
       await new Promise((r) => setImmediate(r));

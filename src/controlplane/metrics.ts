@@ -13,25 +13,37 @@ export class ControlPlaneMetrics {
   readonly creations: Counter;
   readonly duration: Histogram<'class'>;
   readonly queueWait: Histogram<'class'>;
-  readonly coldLatency: Histogram;
+  readonly coldLatency: Histogram<'function' | 'class'>;
   readonly schedLatency: Histogram;
   readonly badFrames: Counter;
   readonly cpuSeconds: Counter<'namespace' | 'function' | 'class'>;
   readonly gbSeconds: Counter<'namespace' | 'function' | 'class'>;
   readonly preemptSeconds: Counter<'class'>;
+  readonly activations: Counter<'status'>;
+  readonly throttled: Counter<'namespace' | 'class'>;
 
-  constructor(dispatcher: Dispatcher, nodes: NodeRegistry) {
+  constructor(dispatcher: Dispatcher, nodes: NodeRegistry, asyncBacklog: () => number = () => 0, classNames: () => readonly string[] = () => []) {
     const registers = [this.registry];
     this.invocations = new Counter({ name: 'baton_invocations_total', help: 'Invocations answered, by HTTP status and price class', labelNames: ['status', 'class'], registers });
     this.coldStarts = new Counter({ name: 'baton_cold_starts_total', help: 'Invocations that waited for a sandbox to be created', registers });
     this.creations = new Counter({ name: 'baton_sandbox_creations_total', help: 'Sandbox creations requested from workers', registers });
     this.duration = new Histogram({ name: 'baton_invocation_duration_seconds', help: 'End-to-end invocation latency inside the control plane', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
     this.queueWait = new Histogram({ name: 'baton_queue_wait_seconds', help: 'Time invocations waited for a free slot', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
-    this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations', buckets: LATENCY_BUCKETS, registers });
+    this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations, by function and class', labelNames: ['function', 'class'], buckets: LATENCY_BUCKETS, registers });
     this.schedLatency = new Histogram({ name: 'baton_scheduling_seconds', help: 'Control-plane scheduling overhead per invocation', buckets: LATENCY_BUCKETS, registers });
     this.badFrames = new Counter({ name: 'baton_worker_bad_frames_total', help: 'Frames from workers rejected by validation (connection closed)', registers });
     this.cpuSeconds = new Counter({ name: 'baton_usage_cpu_seconds_total', help: 'CPU time of invocations as their workers measured it (time frozen by preemption excluded)', labelNames: ['namespace', 'function', 'class'], registers });
     this.gbSeconds = new Counter({ name: 'baton_usage_gb_seconds_total', help: 'Memory used by invocations integrated over their running time, GB-seconds', labelNames: ['namespace', 'function', 'class'], registers });
+    this.activations = new Counter({ name: 'baton_activations_total', help: 'Invocations ended, by activation status (success, error, timeout); async calls count once, when they end', labelNames: ['status'], registers });
+    this.throttled = new Counter({ name: 'baton_throttled_total', help: 'Calls refused because their namespace ran ahead of its monthly budget', labelNames: ['namespace', 'class'], registers });
+    new Gauge({
+      name: 'baton_async_backlog',
+      help: 'Async calls accepted and not yet ended',
+      registers,
+      collect() {
+        this.set(asyncBacklog());
+      },
+    });
     this.preemptSeconds = new Counter({ name: 'baton_preempted_seconds_total', help: 'Time invocations spent frozen by higher classes', labelNames: ['class'], registers });
     new Gauge({
       name: 'baton_node_preemptions',
@@ -53,12 +65,20 @@ export class ControlPlaneMetrics {
     });
     new Gauge({
       name: 'baton_queue_depth',
-      help: 'Invocations waiting, by price class of the function',
+      help: 'Invocations waiting for a sandbox, by their price class',
       labelNames: ['class'],
       registers,
       collect() {
         this.reset();
-        for (const fn of dispatcher.functions.values()) if (fn.queued > 0) this.inc({ class: fn.record.spec.priceClass }, fn.queued);
+        const names = classNames();
+        for (const c of names) this.set({ class: c }, 0);
+        for (const fn of dispatcher.functions.values()) {
+          if (fn.queued === 0) continue;
+          for (let r = 0; r < names.length; r++) {
+            const n = fn.queuedOfRank(r);
+            if (n > 0) this.inc({ class: names[r] }, n);
+          }
+        }
       },
     });
     new Gauge({
@@ -112,7 +132,7 @@ export class ControlPlaneMetrics {
     if (r.timing.queueMs > 0) this.queueWait.observe({ class: cls }, r.timing.queueMs / 1000);
     if (r.timing.coldMs > 0) {
       this.coldStarts.inc();
-      this.coldLatency.observe(r.timing.coldMs / 1000);
+      this.coldLatency.observe({ function: `${call.fn.namespace}/${call.fn.name}`, class: cls }, r.timing.coldMs / 1000);
     }
     this.schedLatency.observe(r.timing.schedMs / 1000);
     const u = r.usage;

@@ -89,11 +89,12 @@ export class Dispatcher {
 
   // ------------------------------------------------------------------ calls
 
-  invoke(fn: FunctionRuntime, req: InvocationRequest, reply: (r: InvocationResult) => void): Call {
+  /** A call arrives. `id` names it (an async call's attempts share its id); default: a new one. */
+  invoke(fn: FunctionRuntime, req: InvocationRequest, reply: (r: InvocationResult) => void, id?: string): Call {
     const now = this.clock.now();
     req.rank = this.rankOf.get(req.priceClass) ?? 0;
     const call: Call = {
-      id: newId('call'),
+      id: id ?? newId('call'),
       fn: fn.record,
       req,
       arrivedAt: now,

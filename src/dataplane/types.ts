@@ -80,6 +80,8 @@ export interface InvocationRequest {
   /** The call this one was made from (call chains), and how deep in its chain it is (0 = from a client). */
   parentId?: string;
   depth?: number;
+  /** An attempt of an accepted async call (its record is kept by the async invoker). */
+  async?: boolean;
 }
 
 /** What a call consumed, as its worker measured it. */
@@ -102,6 +104,8 @@ export interface InvocationResult {
   timing: CallTiming;
   /** Present when a worker ran the call. */
   usage?: CallUsage;
+  /** What the call cost (set by the control plane when it is billed). */
+  cost?: number;
   sandboxId?: string;
   nodeId?: string;
 }

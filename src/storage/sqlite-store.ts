@@ -3,7 +3,7 @@ import { randomSecret } from '../common/ids.js';
 import type { FunctionSpec } from '../common/function-spec.js';
 import type { ApiKeyRecord, FunctionRecord, NamespaceRecord, PutFunctionResult, Store, StoredBundle } from './store.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const MIGRATION_1 = `
 CREATE TABLE namespaces (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -31,6 +31,53 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 /** Incarnation ids: a function deleted and created again is a different function. */
 const MIGRATION_2 = `ALTER TABLE functions ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';`;
+
+/**
+ * User data besides definitions: accepted async calls (until they end),
+ * activation records of async calls with their results (for a retention
+ * period), usage by minute, and monthly budgets.
+ */
+const MIGRATION_3 = `
+CREATE TABLE async_calls (
+  id TEXT PRIMARY KEY,
+  namespace TEXT NOT NULL,
+  function TEXT NOT NULL,
+  price_class TEXT NOT NULL,
+  method TEXT NOT NULL,
+  path TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  body BLOB NOT NULL,
+  callback_url TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  accepted_at INTEGER NOT NULL
+);
+CREATE TABLE activations (
+  id TEXT PRIMARY KEY,
+  namespace TEXT NOT NULL,
+  function TEXT NOT NULL,
+  record TEXT NOT NULL,
+  status TEXT NOT NULL,
+  start INTEGER NOT NULL,
+  result_status INTEGER,
+  result_headers TEXT,
+  result_body BLOB,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX activations_by_ns ON activations (namespace, start);
+CREATE INDEX activations_expiry ON activations (expires_at);
+CREATE TABLE usage (
+  bucket INTEGER NOT NULL,
+  namespace TEXT NOT NULL,
+  function TEXT NOT NULL,
+  price_class TEXT NOT NULL,
+  invocations INTEGER NOT NULL,
+  cpu_ms REAL NOT NULL,
+  mb_ms REAL NOT NULL,
+  cost REAL NOT NULL,
+  PRIMARY KEY (namespace, bucket, function, price_class)
+);
+CREATE TABLE budgets (namespace TEXT PRIMARY KEY, monthly REAL NOT NULL, updated_at INTEGER NOT NULL);
+`;
 
 interface FunctionRow {
   namespace: string;
@@ -122,6 +169,17 @@ export class SqliteStore implements Store {
         this.db.pragma('user_version = 2');
       })();
     }
+    if (current < 3) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATION_3);
+        this.db.pragma('user_version = 3');
+      })();
+    }
+  }
+
+  /** The connection, for the stores of user data kept in the same database (same layer only). */
+  get database(): Database.Database {
+    return this.db;
   }
 
   ensureNamespace(name: string, now: number): NamespaceRecord {

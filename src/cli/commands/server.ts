@@ -17,6 +17,23 @@ function int(name: string) {
   };
 }
 
+function num(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new CliError(`${name}: expected a non-negative number, got "${v}"`);
+    return n;
+  };
+}
+
+/** `batch=0.5,standard=1,…` → the price class definitions (validated by PriceClassSet at start). */
+function parsePriceClasses(text: string): { name: string; price: number }[] {
+  return text.split(',').map((part) => {
+    const m = /^\s*([a-z][a-z0-9-]*)\s*=\s*([0-9.]+)\s*$/.exec(part);
+    if (m === null) throw new CliError(`--price-classes: expected name=price[,name=price…], got "${part}"`);
+    return { name: m[1] as string, price: Number(m[2]) };
+  });
+}
+
 function ms(name: string) {
   return (v: string): number => {
     try {
@@ -36,6 +53,10 @@ interface CpFlags {
   maxQueue: number;
   maxWait: number;
   maxResponse: number;
+  maxPendingAsync: number;
+  activationRetention: number;
+  priceClasses?: string;
+  memoryPrice: number;
   logLevel: string;
 }
 
@@ -49,6 +70,10 @@ function cpOptions(cmd: Command, defaultPort: number): Command {
     .option('--max-queue <n>', 'queued calls per function before 503', int('--max-queue'), 10_000)
     .option('--max-wait <duration>', 'how long a call may wait for a sandbox (apart from its execution timeout)', ms('--max-wait'), 30_000)
     .option('--max-response <bytes>', 'largest response body of a call (larger ones fail with 502 response_too_large)', int('--max-response'), 16 * 1024 * 1024)
+    .option('--max-pending-async <n>', 'async calls accepted and not yet ended before new ones get 503', int('--max-pending-async'), 10_000)
+    .option('--activation-retention <duration>', 'how long records and results of async calls are kept', ms('--activation-retention'), 7 * 24 * 3600_000)
+    .option('--price-classes <list>', 'price classes and their prices per CPU-second, e.g. batch=0.5,standard=1,interactive=1.5,critical=2')
+    .option('--memory-price <price>', 'price of a GB-second of memory, for every class', num('--memory-price'), 0.25)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info');
 }
 
@@ -66,7 +91,11 @@ async function startCp(f: CpFlags, name: string) {
     maxQueuePerFunction: Math.max(1, f.maxQueue),
     maxWaitMs: Math.max(1, f.maxWait),
     maxResponseBytes: Math.max(1, f.maxResponse),
+    maxPendingAsync: Math.max(1, f.maxPendingAsync),
+    activationRetentionMs: f.activationRetention,
+    memoryPrice: f.memoryPrice,
   };
+  if (f.priceClasses !== undefined) opts.priceClasses = parsePriceClasses(f.priceClasses);
   const key = process.env['BATON_API_KEY'];
   const token = process.env['BATON_JOIN_TOKEN'];
   if (key !== undefined && key !== '') opts.apiKey = key;

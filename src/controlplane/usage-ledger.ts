@@ -1,0 +1,136 @@
+import type { Clock } from '../common/clock.js';
+import type { Logger } from '../common/logger.js';
+import { monthOf } from '../policies/budget.js';
+import type { PriceClassSet } from '../policies/price-classes.js';
+import type { UsageRow, UsageStore } from '../storage/usage-store.js';
+
+const BUCKET_MS = 60_000;
+
+export interface Totals {
+  invocations: number;
+  cpuSeconds: number;
+  gbSeconds: number;
+  cost: number;
+}
+
+export interface UsageReport extends Totals {
+  namespace: string;
+  /** ISO times of the window. */
+  from: string;
+  to: string;
+  byClass: Record<string, Totals>;
+  byFunction: Record<string, Totals & { byClass: Record<string, Totals> }>;
+}
+
+function zero(): Totals {
+  return { invocations: 0, cpuSeconds: 0, gbSeconds: 0, cost: 0 };
+}
+
+function add(t: Totals, r: { invocations: number; cpuMs: number; mbMs: number; cost: number }): void {
+  t.invocations += r.invocations;
+  t.cpuSeconds += r.cpuMs / 1000;
+  t.gbSeconds += r.mbMs / 1024 / 1000;
+  t.cost += r.cost;
+}
+
+/**
+ * Billing (SPEC §4): every invocation that ran is priced at its class's price
+ * per CPU-second plus the memory price per GB-second (the same for every
+ * class), and added to per-minute usage by namespace, function and class.
+ * Usage is user data: it is written to SQLite in batches every `flushMs`
+ * (default 1 s, off the invocation path), so a kill -9 loses at most the last
+ * second. The month's spend per namespace is kept in memory for budgets.
+ */
+export class UsageLedger {
+  private unflushed = new Map<string, UsageRow>();
+  private readonly spend = new Map<string, { month: number; cost: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: UsageStore,
+    private readonly classes: PriceClassSet,
+    /** Price of a GB-second of memory, for every class (µ¢). */
+    readonly memoryPrice: number,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly flushMs = 1000,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => this.flush(), this.flushMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.flush();
+  }
+
+  /** Cost of one invocation at its class. */
+  price(priceClass: string, cpuMs: number, mbMs: number): number {
+    const p = this.classes.has(priceClass) ? this.classes.get(priceClass).price : this.classes.lowest.price;
+    return (cpuMs / 1000) * p + (mbMs / 1024 / 1000) * this.memoryPrice;
+  }
+
+  /** An invocation ran: returns its cost. */
+  record(namespace: string, fn: string, priceClass: string, cpuMs: number, mbMs: number): number {
+    const now = this.clock.wallNow();
+    const cost = this.price(priceClass, cpuMs, mbMs);
+    const bucket = Math.floor(now / BUCKET_MS) * BUCKET_MS;
+    const key = `${bucket}\u0000${namespace}\u0000${fn}\u0000${priceClass}`;
+    let row = this.unflushed.get(key);
+    if (row === undefined) {
+      row = { bucket, namespace, function: fn, priceClass, invocations: 0, cpuMs: 0, mbMs: 0, cost: 0 };
+      this.unflushed.set(key, row);
+    }
+    row.invocations++;
+    row.cpuMs += cpuMs;
+    row.mbMs += mbMs;
+    row.cost += cost;
+    const s = this.spend.get(namespace);
+    if (s !== undefined && s.month === monthOf(now).start) s.cost += cost;
+    return cost;
+  }
+
+  /** Write what accumulated since the last flush. */
+  flush(): void {
+    if (this.unflushed.size === 0) return;
+    const rows = [...this.unflushed.values()];
+    this.unflushed = new Map();
+    try {
+      this.store.add(rows);
+    } catch (e) {
+      // keep them for the next attempt rather than lose them
+      for (const r of rows) this.unflushed.set(`${r.bucket}\u0000${r.namespace}\u0000${r.function}\u0000${r.priceClass}`, r);
+      this.log.error({ err: e, rows: rows.length }, 'could not persist usage; will retry');
+    }
+  }
+
+  /** What the namespace spent in the current month (stored + not yet flushed). */
+  monthSpend(namespace: string): number {
+    const month = monthOf(this.clock.wallNow()).start;
+    const s = this.spend.get(namespace);
+    if (s !== undefined && s.month === month) return s.cost;
+    let cost = this.store.spentSince(namespace, month);
+    for (const r of this.unflushed.values()) if (r.namespace === namespace && r.bucket >= month) cost += r.cost;
+    this.spend.set(namespace, { month, cost });
+    return cost;
+  }
+
+  /** Usage of a namespace in [from, to), epoch ms (to minute buckets). */
+  report(namespace: string, from: number, to: number): UsageReport {
+    const out: UsageReport = { namespace, from: new Date(from).toISOString(), to: new Date(to).toISOString(), ...zero(), byClass: {}, byFunction: {} };
+    const bFrom = Math.floor(from / BUCKET_MS) * BUCKET_MS;
+    const rows: { function: string; priceClass: string; invocations: number; cpuMs: number; mbMs: number; cost: number }[] = this.store.range(namespace, bFrom, to);
+    for (const r of this.unflushed.values()) if (r.namespace === namespace && r.bucket >= bFrom && r.bucket < to) rows.push(r);
+    for (const r of rows) {
+      add(out, r);
+      add((out.byClass[r.priceClass] ??= zero()), r);
+      const f = (out.byFunction[r.function] ??= { ...zero(), byClass: {} });
+      add(f, r);
+      add((f.byClass[r.priceClass] ??= zero()), r);
+    }
+    return out;
+  }
+}
