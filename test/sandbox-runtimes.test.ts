@@ -90,4 +90,19 @@ describe('runtime emulated', () => {
     expect(text(r.body)).toBe('emulated');
     expect(() => new EmulatedRuntime({ execMs: -1 })).toThrow(/emulated.execMs/);
   });
+
+  it('answers at once with no execution time, and freezing pauses an emulated call like a real one', async () => {
+    const rt = new EmulatedRuntime({ execMs: 0 });
+    const quick = await rt.create('e2', spec({}));
+    expect((await quick.invoke(req(''))).status).toBe(200);
+    const slowRt = new EmulatedRuntime({ execMs: 100 });
+    const sb = await slowRt.create('e3', spec({}));
+    const t0 = performance.now();
+    const pending = sb.invoke(req(''));
+    sb.freeze();
+    await new Promise((r) => setTimeout(r, 150));
+    sb.thaw();
+    expect((await pending).status).toBe(200);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(200);
+  });
 });

@@ -35,8 +35,9 @@ class EmulatedSandbox implements Sandbox {
     const ms = this.execMs();
     const run = Math.min(ms, req.timeoutMs);
     return new Promise((resolve) => {
+      let timer: PausableTimer | undefined;
       const answer = (): void => {
-        this.timers.delete(timer);
+        if (timer !== undefined) this.timers.delete(timer);
         if (ms > req.timeoutMs) resolve({ status: 504, headers: HEADERS, body: BODY, execMs: req.timeoutMs, error: { code: 'timeout', message: `emulated execution of ${ms} ms exceeds the timeout` } });
         else resolve({ status: 200, headers: HEADERS, body: BODY, execMs: ms });
       };
@@ -45,7 +46,7 @@ class EmulatedSandbox implements Sandbox {
         queueMicrotask(answer);
         return;
       }
-      const timer = new PausableTimer(run, answer);
+      timer = new PausableTimer(run, answer);
       this.timers.add(timer);
       if (this.frozen) timer.pause();
     });
