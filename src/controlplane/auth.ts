@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { BatonError } from '../common/errors.js';
 import { randomSecret, sha256Hex } from '../common/ids.js';
-import type { ApiKeyRecord, Store } from '../storage/store.js';
+import type { Store } from '../storage/store.js';
 
 export interface Principal {
   admin: boolean;
@@ -15,13 +15,20 @@ export function newApiKey(): string {
   return `bk_${randomSecret(24)}`;
 }
 
+/** Bound on each of the caches below: a flood of distinct keys can only churn them. */
+const CACHE_MAX = 10_000;
+
 /**
  * API-key authentication. Keys are stored as sha256 hashes (they are random
- * 192-bit secrets, so a fast hash is enough); known keys are cached in memory
- * so the invocation path never touches SQLite after the first request.
+ * 192-bit secrets, so a fast hash is enough). On the invocation path nothing
+ * is hashed or looked up in SQLite after a key's first use: the whole
+ * `Authorization` value of a verified key maps to its principal, and unknown
+ * keys are remembered too (negative cache), so a client retrying a wrong key
+ * costs a map lookup. Both caches are bounded.
  */
 export class Authenticator {
-  private readonly cache = new Map<string, ApiKeyRecord>();
+  private readonly known = new Map<string, Principal>();
+  private readonly unknown = new Set<string>();
 
   constructor(private readonly store: Store) {}
 
@@ -29,24 +36,36 @@ export class Authenticator {
     if (authorization === undefined || authorization === '') {
       throw new BatonError('unauthorized', 'missing API key: send `Authorization: Bearer <key>`');
     }
+    const hit = this.known.get(authorization);
+    if (hit !== undefined) return hit;
+    if (this.unknown.has(authorization)) throw new BatonError('unauthorized', 'unknown API key');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (m === null) throw new BatonError('unauthorized', 'malformed Authorization header: expected `Bearer <key>`');
-    const hash = sha256Hex(m[1] ?? '');
-    let rec = this.cache.get(hash);
+    const rec = this.store.findApiKey(sha256Hex(m[1] ?? ''));
     if (rec === undefined) {
-      rec = this.store.findApiKey(hash);
-      if (rec === undefined) throw new BatonError('unauthorized', 'unknown API key');
-      this.cache.set(hash, rec);
+      remember(this.unknown, authorization);
+      throw new BatonError('unauthorized', 'unknown API key');
     }
-    return rec.namespace === null ? { admin: true, namespace: DEFAULT_NAMESPACE } : { admin: false, namespace: rec.namespace };
+    const p: Principal = rec.namespace === null ? { admin: true, namespace: DEFAULT_NAMESPACE } : { admin: false, namespace: rec.namespace };
+    if (this.known.size >= CACHE_MAX) this.known.delete(this.known.keys().next().value as string);
+    this.known.set(authorization, p);
+    return p;
   }
 
   /** Create and store a key; returns the plain key (shown once). */
   issue(namespace: string | null, label: string, now: number, plain = newApiKey()): string {
     const hash = sha256Hex(plain);
     if (this.store.findApiKey(hash) === undefined) this.store.addApiKey(hash, { namespace, label }, now);
+    // a key refused before it existed is good now
+    for (const k of this.unknown) if (k.includes(plain)) this.unknown.delete(k);
     return plain;
   }
+}
+
+function remember(set: Set<string>, value: string): void {
+  if (value.length > 512) return;
+  if (set.size >= CACHE_MAX) set.delete(set.values().next().value as string);
+  set.add(value);
 }
 
 export function requireAdmin(p: Principal): void {

@@ -125,22 +125,59 @@ export class ControlPlaneMetrics {
     });
   }
 
-  observe(call: Call, r: InvocationResult): void {
+  /**
+   * Per-call series are bound once per label combination and kept: no label
+   * object is built and hashed per call (prom-client hashes labels on every
+   * labelled inc/observe otherwise).
+   */
+  private readonly bound = new Map<string, PerCall>();
+
+  private seriesFor(call: Call, status: number): PerCall {
     const cls = call.req.priceClass;
-    this.invocations.inc({ status: String(r.status), class: cls });
-    this.duration.observe({ class: cls }, r.timing.totalMs / 1000);
-    if (r.timing.queueMs > 0) this.queueWait.observe({ class: cls }, r.timing.queueMs / 1000);
+    const key = `${status}\u0000${cls}\u0000${call.fn.namespace}\u0000${call.fn.name}`;
+    let b = this.bound.get(key);
+    if (b === undefined) {
+      if (this.bound.size > 50_000) this.bound.clear();
+      const fnKey = `${call.fn.namespace}/${call.fn.name}`;
+      b = {
+        invocations: this.invocations.labels(String(status), cls),
+        duration: this.duration.labels(cls),
+        queueWait: this.queueWait.labels(cls),
+        coldLatency: this.coldLatency.labels(fnKey, cls),
+        cpu: this.cpuSeconds.labels(call.fn.namespace, call.fn.name, cls),
+        gb: this.gbSeconds.labels(call.fn.namespace, call.fn.name, cls),
+        preempt: this.preemptSeconds.labels(cls),
+      };
+      this.bound.set(key, b);
+    }
+    return b;
+  }
+
+  observe(call: Call, r: InvocationResult): void {
+    const b = this.seriesFor(call, r.status);
+    b.invocations.inc();
+    b.duration.observe(r.timing.totalMs / 1000);
+    if (r.timing.queueMs > 0) b.queueWait.observe(r.timing.queueMs / 1000);
     if (r.timing.coldMs > 0) {
       this.coldStarts.inc();
-      this.coldLatency.observe({ function: `${call.fn.namespace}/${call.fn.name}`, class: cls }, r.timing.coldMs / 1000);
+      b.coldLatency.observe(r.timing.coldMs / 1000);
     }
     this.schedLatency.observe(r.timing.schedMs / 1000);
     const u = r.usage;
     if (u !== undefined) {
-      const labels = { namespace: call.fn.namespace, function: call.fn.name, class: cls };
-      this.cpuSeconds.inc(labels, u.cpuMs / 1000);
-      this.gbSeconds.inc(labels, u.mbMs / 1024 / 1000);
-      if (u.preemptMs > 0) this.preemptSeconds.inc({ class: cls }, u.preemptMs / 1000);
+      b.cpu.inc(u.cpuMs / 1000);
+      b.gb.inc(u.mbMs / 1024 / 1000);
+      if (u.preemptMs > 0) b.preempt.inc(u.preemptMs / 1000);
     }
   }
+}
+
+interface PerCall {
+  invocations: { inc(v?: number): void };
+  duration: { observe(v: number): void };
+  queueWait: { observe(v: number): void };
+  coldLatency: { observe(v: number): void };
+  cpu: { inc(v?: number): void };
+  gb: { inc(v?: number): void };
+  preempt: { inc(v?: number): void };
 }

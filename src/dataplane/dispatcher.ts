@@ -6,6 +6,7 @@ import type { ResultFrame, SandboxReport, SandboxSpec } from '../protocol/messag
 import { ClassQueue } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
+import { Deadlines } from './deadlines.js';
 import { FunctionRuntime } from './function-runtime.js';
 import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
 
@@ -72,6 +73,10 @@ export class Dispatcher {
    * time waited (seeds 000/001).
    */
   private readonly pending: ClassQueue<FunctionRuntime>;
+  /** Functions with calls waiting and no worker to place a sandbox on (during the start-up grace). */
+  private readonly starving = new Set<FunctionRuntime>();
+  /** Every call's wait or execution deadline, on one timer. */
+  private readonly deadlines = new Deadlines();
 
   constructor(private readonly opts: DispatcherOptions) {
     this.clock = opts.clock;
@@ -126,7 +131,7 @@ export class Dispatcher {
       victim.req.body = EMPTY;
       this.finish(victim, errorResult('overloaded', `shed from the full queue of ${fn.key} to make room for a ${req.priceClass} call; retry later`, 1));
     }
-    call.timer = setTimeout(() => this.waitExpired(call), this.maxWaitMs);
+    call.timer = this.deadlines.add(this.maxWaitMs, () => this.waitExpired(call));
     if (fn.scale === 0) this.coldStart(fn);
     return call;
   }
@@ -135,7 +140,7 @@ export class Dispatcher {
   cancel(call: Call): void {
     if (call.done) return;
     call.done = true;
-    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.deadlines.cancel(call.timer);
     call.timer = undefined;
     if (call.sandbox === undefined) this.unqueue(call);
   }
@@ -171,10 +176,21 @@ export class Dispatcher {
     this.finish(call, errorResult('timeout', `waited ${waited} ms for a sandbox of ${call.fn.namespace}/${call.fn.name} (the control plane's wait limit is ${this.maxWaitMs} ms)${why}`));
   }
 
-  /** A dispatched call's worker never answered, even after its own timeout: answer for it. */
+  /**
+   * A dispatched call's worker has not answered by its timeout (plus a grace).
+   * The worker enforces the timeout itself, counting only execution: a call
+   * frozen by higher classes, or held for a core, may rightly run later. So
+   * while its worker is connected and heartbeating, wait another period; a
+   * worker that dies or falls silent fails its calls when it is declared gone.
+   */
   private execExpired(call: Call): void {
     call.timer = undefined;
     if (call.done) return;
+    const node = call.sandbox?.node;
+    if (node !== undefined && (node.status === 'ready' || node.status === 'draining') && this.clock.now() - node.lastHeartbeat < 3 * (call.fn.spec.timeoutMs + this.execGraceMs)) {
+      call.timer = this.deadlines.add(call.fn.spec.timeoutMs + this.execGraceMs, () => this.execExpired(call));
+      return;
+    }
     // The slot stays taken until the worker answers or the sandbox goes.
     this.finish(call, errorResult('timeout', `function ${call.fn.namespace}/${call.fn.name} did not answer within its timeout of ${call.fn.spec.timeoutMs} ms`));
   }
@@ -189,9 +205,9 @@ export class Dispatcher {
     const rank = call.req.rank ?? 0;
     if (rank > sb.rank) this.setSandboxRank(sb, rank);
     this.calls.set(call.id, call);
-    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.deadlines.cancel(call.timer);
     // The function's timeout bounds execution only, from dispatch; the worker enforces it.
-    call.timer = setTimeout(() => this.execExpired(call), call.fn.spec.timeoutMs + this.execGraceMs);
+    call.timer = this.deadlines.add(call.fn.spec.timeoutMs + this.execGraceMs, () => this.execExpired(call));
     const sent = sb.node.send({
       t: 'invoke',
       callId: call.id,
@@ -330,7 +346,7 @@ export class Dispatcher {
   private finish(call: Call, res: Omit<InvocationResult, 'timing' | 'callId'>, execMs = 0): void {
     if (call.done) return;
     call.done = true;
-    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.deadlines.cancel(call.timer);
     call.timer = undefined;
     const now = this.clock.now();
     const waited = (call.dispatchedAt >= 0 ? call.dispatchedAt : now) - call.arrivedAt;
@@ -371,7 +387,11 @@ export class Dispatcher {
       this.awaitPlacement(fn, rank);
       return true;
     }
-    if (this.opts.hooks.awaitingWorkers()) return true;
+    if (this.opts.hooks.awaitingWorkers()) {
+      // retried when a worker joins
+      this.starving.add(fn);
+      return true;
+    }
     this.failQueued(fn, 'no_capacity', 'no worker is ready to run a sandbox; check `baton nodes`', 5);
     return false;
   }
@@ -417,9 +437,19 @@ export class Dispatcher {
       lastUsed: now,
     };
     fn.sandboxes.add(sb);
+    if (fn.countsToward(sb)) fn.scale++;
     node.sandboxes.add(sb);
     this.sandboxes.set(id, sb);
     return sb;
+  }
+
+  /** Every status change goes through here, so the function's scale counter stays exact. */
+  private setStatus(sb: SandboxState, status: SandboxState['status']): void {
+    const fn = sb.fn;
+    const before = fn.sandboxes.has(sb) && fn.countsToward(sb);
+    sb.status = status;
+    const after = fn.sandboxes.has(sb) && fn.countsToward(sb);
+    if (before !== after) fn.scale += after ? 1 : -1;
   }
 
   sandboxReady(from: NodeState, id: string, createMs: number, pid?: number): void {
@@ -433,7 +463,7 @@ export class Dispatcher {
     }
     if (sb.status !== 'creating') return;
     const fn = sb.fn;
-    sb.status = 'ready';
+    this.setStatus(sb, 'ready');
     if (pid !== undefined) sb.pid = pid;
     if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
       this.deleteSandbox(sb);
@@ -467,7 +497,7 @@ export class Dispatcher {
   private removeSandbox(sb: SandboxState, reason?: string): void {
     const fn = sb.fn;
     // first, so that releasing its slots below cannot put it back on the free list
-    sb.status = 'deleting';
+    this.setStatus(sb, 'deleting');
     this.sandboxes.delete(sb.id);
     sb.node.sandboxes.delete(sb);
     fn.removeFree(sb);
@@ -489,7 +519,7 @@ export class Dispatcher {
     if (!this.sandboxes.has(sb.id)) return;
     sb.fn.removeFree(sb);
     if (sb.inflight > 0) {
-      sb.status = 'draining';
+      this.setStatus(sb, 'draining');
       return;
     }
     sb.node.send({ t: 'delete', sandboxId: sb.id });
@@ -535,10 +565,13 @@ export class Dispatcher {
     for (const fn of affected) if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
-  /** Queued calls may now find a worker (one joined, or freed memory). */
+  /** Queued calls may now find a worker (one joined, or freed memory): no scan of all functions. */
   retryWaiting(): void {
     if (this.pending.size > 0) this.placePending();
-    for (const fn of this.functions.values()) if (fn.queued > 0 && fn.scale === 0 && fn.pendingEntry === undefined) this.coldStart(fn);
+    if (this.starving.size === 0) return;
+    const starving = [...this.starving];
+    this.starving.clear();
+    for (const fn of starving) if (!fn.removed && fn.queued > 0 && fn.scale === 0 && fn.pendingEntry === undefined) this.coldStart(fn);
   }
 
   // -------------------------------------------------------------- functions
@@ -556,6 +589,7 @@ export class Dispatcher {
       return existing;
     }
     existing.record = record;
+    existing.recount();
     // Sandboxes of the old version drain and go; ones still being created are deleted when they report ready.
     for (const sb of [...existing.sandboxes]) if (sb.status !== 'creating') this.deleteSandbox(sb);
     if (existing.queued > 0) this.coldStart(existing);

@@ -47,11 +47,23 @@ export class FunctionRuntime {
     return this.record.version;
   }
 
-  /** Capacity that exists or is coming: ready/creating sandboxes of the current version. */
-  get scale(): number {
+  /**
+   * Capacity that exists or is coming: ready/creating sandboxes of the current
+   * version. A counter kept by the dispatcher (countsToward/recount), so reading
+   * it on every call costs nothing.
+   */
+  scale = 0;
+
+  /** Whether a sandbox counts toward `scale`. */
+  countsToward(sb: SandboxState): boolean {
+    return sb.version === this.version && (sb.status === 'ready' || sb.status === 'creating');
+  }
+
+  /** Count again (after a version change). */
+  recount(): void {
     let n = 0;
-    for (const sb of this.sandboxes) if (sb.version === this.version && (sb.status === 'ready' || sb.status === 'creating')) n++;
-    return n;
+    for (const sb of this.sandboxes) if (this.countsToward(sb)) n++;
+    this.scale = n;
   }
 
   /** Must be called before inflight/queued change. */

@@ -2,6 +2,7 @@ import type { WireError } from '../common/errors.js';
 import type { Queued } from '../policies/class-queue.js';
 import type { FunctionRecord } from '../storage/store.js';
 import type { ControlFrame } from '../protocol/messages.js';
+import type { Deadline } from './deadlines.js';
 import type { FunctionRuntime } from './function-runtime.js';
 
 /** ready: takes new sandboxes; draining: finishing its calls before it stops (SIGTERM). */
@@ -135,6 +136,7 @@ export interface Call {
   /** Its entry in the function's queue while it waits. */
   queueEntry: Queued<Call> | undefined;
   done: boolean;
-  timer: NodeJS.Timeout | undefined;
+  /** Its wait or execution deadline. */
+  timer: Deadline | undefined;
   reply(result: InvocationResult): void;
 }

@@ -35,9 +35,9 @@ class EmulatedSandbox implements Sandbox {
     const ms = this.execMs();
     const run = Math.min(ms, req.timeoutMs);
     return new Promise((resolve) => {
-      let timer: PausableTimer | undefined;
+      const held: { timer?: PausableTimer } = {};
       const answer = (): void => {
-        if (timer !== undefined) this.timers.delete(timer);
+        if (held.timer !== undefined) this.timers.delete(held.timer);
         if (ms > req.timeoutMs) resolve({ status: 504, headers: HEADERS, body: BODY, execMs: req.timeoutMs, error: { code: 'timeout', message: `emulated execution of ${ms} ms exceeds the timeout` } });
         else resolve({ status: 200, headers: HEADERS, body: BODY, execMs: ms });
       };
@@ -46,7 +46,8 @@ class EmulatedSandbox implements Sandbox {
         queueMicrotask(answer);
         return;
       }
-      timer = new PausableTimer(run, answer);
+      const timer = new PausableTimer(run, answer);
+      held.timer = timer;
       this.timers.add(timer);
       if (this.frozen) timer.pause();
     });
