@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { CliError } from '../cli-error.js';
-import { check, request, resolveTarget } from '../client.js';
+import { check, request, resolveTarget, type Reply } from '../client.js';
 import type { Invocation } from '../command-table.js';
+import { StatusLine } from '../status-line.js';
 
 interface InvokeFlags {
   data?: string;
@@ -36,13 +37,27 @@ export function parseHeaders(lines: readonly string[]): Record<string, string> {
   return headers;
 }
 
+/** Show, on a terminal, how long a call has been waiting once it has taken a second. */
+async function withWaitingLine<T>(what: string, work: Promise<T>): Promise<T> {
+  const status = new StatusLine();
+  if (!status.enabled) return work;
+  const started = Date.now();
+  const timer = setInterval(() => status.show(`${what}: waiting for the response, ${Math.round((Date.now() - started) / 1000)} s`), 1000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    status.clear();
+  }
+}
+
 /** `baton invoke <fn>`: one synchronous call; the response body goes to stdout unchanged. */
 export async function run({ args: [name], opts, globals }: Invocation<InvokeFlags, [fn: string]>): Promise<void> {
   const t = resolveTarget(globals);
   const headers = parseHeaders(opts.header ?? []);
   if (opts.priceClass !== undefined) headers['x-price-class'] = opts.priceClass;
   const body = readData(opts.data);
-  const r = await request(t, opts.method.toUpperCase(), `/function/${encodeURIComponent(name)}`, body ?? new Uint8Array(), headers);
+  const r: Reply = await withWaitingLine(name, request(t, opts.method.toUpperCase(), `/function/${encodeURIComponent(name)}`, body ?? new Uint8Array(), headers));
   if (opts.verbose === true) {
     process.stderr.write(`status: ${r.status}\ncall id: ${r.headers.get('x-call-id') ?? '-'}\nserver-timing: ${r.headers.get('server-timing') ?? '-'}\n`);
   }
