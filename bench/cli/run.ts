@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { describeMachine } from '../lib/machine.js';
@@ -15,6 +15,9 @@ const HELP = `baton bench cli — how long a \`baton\` command takes, start to e
   --runs N      timed runs of each command (default 30)
   --warmup N    untimed runs of each command first, to warm the file cache (default 3)
   --out FILE    write the results as JSON
+  --compare BIN also time another build's bin/baton.js (say, a copy of the
+                previous build) in the same rounds, for a before/after under
+                the same load
 
 Starts a control plane and one emulated worker as child processes, deploys one
 function, then runs each command as a new process (as a shell would) and
@@ -48,7 +51,7 @@ function timeOnce(args: string[]): number {
 }
 
 export async function runCliStartCli(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { runs: { type: 'string', default: '30' }, warmup: { type: 'string', default: '3' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({ args: argv, options: { runs: { type: 'string', default: '30' }, warmup: { type: 'string', default: '3' }, out: { type: 'string' }, compare: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help === true) {
     process.stdout.write(`${HELP}\n`);
     return;
@@ -66,12 +69,16 @@ export async function runCliStartCli(argv: string[]): Promise<void> {
     await waitForNodes(cp, 1, 20_000);
     await apiJson(cp, 'PUT', '/v1/namespaces/default/functions/cli-bench', { spec: { runtime: 'http', command: ['emulated'], scale: { min: 1, max: 1, keepAlive: '10m' } } });
     const target = ['--gateway', cp.url, '--api-key', cp.apiKey];
-    const cases: CommandCase[] = [
-      { label: 'node -e 0', args: ['-e', '0'] },
-      { label: 'baton --version', args: [BIN, '--version'] },
-      { label: 'baton fn ls', args: [BIN, ...target, 'fn', 'ls'] },
-      { label: 'baton invoke', args: [BIN, ...target, 'invoke', 'cli-bench', '-d', 'x'] },
-    ];
+    const builds: [string, string][] = [['', BIN]];
+    if (values.compare !== undefined) builds.push([' (compared)', resolve(values.compare)]);
+    const cases: CommandCase[] = [{ label: 'node -e 0', args: ['-e', '0'] }];
+    for (const [suffix, bin] of builds) {
+      cases.push(
+        { label: `baton --version${suffix}`, args: [bin, '--version'] },
+        { label: `baton fn ls${suffix}`, args: [bin, ...target, 'fn', 'ls'] },
+        { label: `baton invoke${suffix}`, args: [bin, ...target, 'invoke', 'cli-bench', '-d', 'x'] },
+      );
+    }
     for (let i = 0; i < warmup; i++) for (const c of cases) timeOnce(c.args);
     const samples = new Map<string, number[]>(cases.map((c) => [c.label, []]));
     for (let i = 0; i < runs; i++) {
@@ -81,7 +88,7 @@ export async function runCliStartCli(argv: string[]): Promise<void> {
     if (process.stderr.isTTY) process.stderr.write('\n');
     const commands: Record<string, CommandTiming> = {};
     for (const [label, ms] of samples) commands[label] = { runs: ms.length, p50Ms: round(percentile(ms, 50), 1), p90Ms: round(percentile(ms, 90), 1), minMs: round(percentile(ms, 0), 1) };
-    const report = { machine: describeMachine(), config: { runs, warmup }, commands };
+    const report = { machine: describeMachine(), config: { runs, warmup, bin: BIN, compared: values.compare === undefined ? null : resolve(values.compare) }, commands };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
     const width = Math.max(...cases.map((c) => c.label.length));
     process.stdout.write(`CLI start to exit, ${runs} runs each, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}, Node ${process.version}\n`);
