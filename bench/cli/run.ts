@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { describeMachine } from '../lib/machine.js';
@@ -9,6 +9,7 @@ import { apiJson, BIN, startControlPlaneProcess, stopProcess, waitForNodes, type
 import { percentile, round } from '../lib/stats.js';
 
 const FLEET = fileURLToPath(new URL('../churn/fleet.js', import.meta.url));
+const REPO = dirname(dirname(BIN));
 
 const HELP = `baton bench cli — how long a \`baton\` command takes, start to exit
 
@@ -88,7 +89,7 @@ export async function runCliStartCli(argv: string[]): Promise<void> {
     if (process.stderr.isTTY) process.stderr.write('\n');
     const commands: Record<string, CommandTiming> = {};
     for (const [label, ms] of samples) commands[label] = { runs: ms.length, p50Ms: round(percentile(ms, 50), 1), p90Ms: round(percentile(ms, 90), 1), minMs: round(percentile(ms, 0), 1) };
-    const report = { machine: describeMachine(), config: { runs, warmup, bin: BIN, compared: values.compare === undefined ? null : resolve(values.compare) }, commands };
+    const report = { machine: describeMachine(), config: { runs, warmup, compared: values.compare === undefined ? null : relative(REPO, resolve(values.compare)) }, commands };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
     const width = Math.max(...cases.map((c) => c.label.length));
     process.stdout.write(`CLI start to exit, ${runs} runs each, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}, Node ${process.version}\n`);
