@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { isLeaf, registerCommands, type CommandModule, type CommandSpec, type GlobalOptions, type Invocation } from './command-table.js';
+import { externalTool, isLeaf, registerCommands, type CommandModule, type CommandSpec, type GlobalOptions, type Invocation } from './command-table.js';
 import { commandTable } from './commands.js';
 
 interface Seen {
@@ -101,6 +101,13 @@ describe('registerCommands', () => {
       ),
     ).toThrow(/"status" is declared twice/);
     expect(() => registerCommands(new Command(), [{ path: [], description: 'x' }], () => ({ output: 'table' }))).toThrow(/empty path/);
+  });
+});
+
+describe('externalTool', () => {
+  it('says which command is missing from this build instead of failing with a module error', async () => {
+    const load = externalTool(new URL('../../no-such-dir/run.js', import.meta.url), 'runNothing', ['bench', 'nothing']);
+    await expect(load()).rejects.toThrow(/^`baton bench nothing` is not available in this build: /);
   });
 });
 
