@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readData } from '../src/cli/commands/functions.js';
+import { readData } from '../src/cli/commands/invoke.js';
 import { resolveTarget } from '../src/cli/client.js';
 import { loadManifest } from '../src/cli/manifest.js';
 import { manifestJsonSchema } from '../src/cli/manifest-schema.js';

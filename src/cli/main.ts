@@ -1,11 +1,15 @@
 import { Command, CommanderError } from 'commander';
 import { BatonError } from '../common/errors.js';
-import { CliError } from './client.js';
-import { registerClusterCommands } from './commands/cluster.js';
-import { registerFunctionCommands } from './commands/functions.js';
-import { registerServerCommands } from './commands/server.js';
-import { registerToolCommands } from './commands/tools.js';
+import { CliError } from './cli-error.js';
+import { registerCommands, type GlobalOptions } from './command-table.js';
+import { commandTable } from './commands.js';
 
+/**
+ * The `baton` program. Only commander, the command table and the option
+ * parsers load here; each command imports its implementation when it runs
+ * (see commands.ts), so `baton --version` or `baton fn ls` never pays for the
+ * control plane, the worker, SQLite, zod or yaml.
+ */
 export function buildProgram(): Command {
   const program = new Command('baton')
     .description('baton: a serverless cluster manager with price-class scheduling')
@@ -19,11 +23,7 @@ export function buildProgram(): Command {
       const o = program.opts<{ output: string }>().output;
       if (o !== 'table' && o !== 'json') throw new CliError(`-o ${o}: unknown output format; use table or json`);
     });
-  const globals = (): { gateway?: string; apiKey?: string; output: string } => program.opts();
-  registerServerCommands(program);
-  registerFunctionCommands(program, globals);
-  registerClusterCommands(program, globals);
-  registerToolCommands(program);
+  registerCommands(program, commandTable(), () => program.opts<GlobalOptions>());
   return program;
 }
 

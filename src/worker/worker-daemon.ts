@@ -351,8 +351,10 @@ export class WorkerDaemon {
   private async doStop(): Promise<void> {
     this.state = 'stopping';
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
-    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    // keep heartbeating while sandboxes stop (that can take seconds): the control plane must not
+    // declare this worker dead while it is still closing down properly
     await this.host.stopAll();
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     await this.closeRuntimes().catch((e: unknown) => this.log.warn({ err: e }, 'error closing the sandbox runtimes'));
     this.ws?.close(CloseCode.normal, 'worker stopping');
     this.ws = undefined;
