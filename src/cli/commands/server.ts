@@ -57,6 +57,7 @@ interface CpFlags {
   activationRetention: number;
   priceClasses?: string;
   memoryPrice: number;
+  maxCallDepth: number;
   logLevel: string;
 }
 
@@ -74,6 +75,7 @@ function cpOptions(cmd: Command, defaultPort: number): Command {
     .option('--activation-retention <duration>', 'how long records and results of async calls are kept', ms('--activation-retention'), 7 * 24 * 3600_000)
     .option('--price-classes <list>', 'price classes and their prices per CPU-second, e.g. batch=0.5,standard=1,interactive=1.5,critical=2')
     .option('--memory-price <price>', 'price of a GB-second of memory, for every class', num('--memory-price'), 0.25)
+    .option('--max-call-depth <n>', 'deepest call a call chain (ctx.invoke) may make; deeper ones fail with chain_too_deep', int('--max-call-depth'), 16)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', process.env['BATON_LOG_LEVEL'] ?? 'info');
 }
 
@@ -94,6 +96,7 @@ async function startCp(f: CpFlags, name: string) {
     maxPendingAsync: Math.max(1, f.maxPendingAsync),
     activationRetentionMs: f.activationRetention,
     memoryPrice: f.memoryPrice,
+    maxCallDepth: Math.max(1, f.maxCallDepth),
   };
   if (f.priceClasses !== undefined) opts.priceClasses = parsePriceClasses(f.priceClasses);
   const key = process.env['BATON_API_KEY'];
