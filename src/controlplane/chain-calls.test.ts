@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
+import { BatonError } from '../common/errors.js';
 import { compileFunctionSpec } from '../common/function-spec.js';
 import { silentLogger } from '../common/logger.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
@@ -56,12 +57,20 @@ describe('ChainCalls', () => {
   let d: Dispatcher;
   let chains: ChainCalls;
   let reqId = 0;
+  /** Classes below this rank are over budget. */
+  let throttledBelow = 0;
 
   beforeEach(() => {
     sent = [];
     n1 = node('n1', sent);
     d = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, classes, log: silentLogger(), maxQueuePerFunction: 10, hooks: { place: () => n1, awaitingWorkers: () => true } });
-    chains = new ChainCalls({ dispatcher: d, classes, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });
+    throttledBelow = 0;
+    const budgets = {
+      admit: (ns: string, cls: string): void => {
+        if (classes.get(cls).rank < throttledBelow) throw new BatonError('budget_exceeded', `namespace "${ns}": ${cls} calls are throttled`, { retryAfter: 30 });
+      },
+    };
+    chains = new ChainCalls({ dispatcher: d, classes, budgets, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });
     d.upsertFunction(record('parent', 'critical'));
     d.upsertFunction(record('cheap', 'batch'));
     d.upsertFunction(record('other', 'batch', 'elsewhere'));
@@ -126,6 +135,19 @@ describe('ChainCalls', () => {
     chains.handle(node('n2', n2sent), { t: 'call', reqId: 99, parentCallId: parent.id, function: 'cheap', method: 'POST', path: '/', headers: {}, body: new Uint8Array() });
     expect(n2sent).toMatchObject([{ t: 'callResult', reqId: 99, status: 502, error: { code: 'chain_broken' } }]);
     expect(parent.children?.size ?? 0).toBe(0);
+  });
+
+  it('admits chain calls against the namespace budget at the class they run at', () => {
+    throttledBelow = classes.get('critical').rank;
+    const low = running('cheap', 'batch');
+    const a = chain(low) as CallResultFrame;
+    expect(a).toMatchObject({ t: 'callResult', status: 429, headers: { 'retry-after': '30' }, error: { code: 'budget_exceeded' } });
+    // a critical caller's chain calls run at critical, which is still served
+    throttledBelow = 0;
+    const parent = running('parent', 'critical');
+    throttledBelow = classes.get('critical').rank;
+    chain(parent);
+    expect(childOf(parent)?.req.priceClass).toBe('critical');
   });
 
   it('refuses a call past the depth limit with chain_too_deep (400)', () => {

@@ -5,11 +5,14 @@ import type { FunctionRuntime } from '../dataplane/function-runtime.js';
 import type { Call, InvocationRequest, InvocationResult, NodeState } from '../dataplane/types.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { CallResultFrame, ChainCallFrame } from '../protocol/messages.js';
-import { DROP_REQUEST } from './invoke-api.js';
+import type { BudgetGate } from './budget-gate.js';
+import { DROP_REQUEST, responseOf } from './invoke-api.js';
 
 export interface ChainCallsOptions {
   dispatcher: Dispatcher;
   classes: PriceClassSet;
+  /** Monthly budgets: a chain call is admitted like a client's call, at the class it runs at. */
+  budgets: Pick<BudgetGate, 'admit'>;
   log: Logger;
   /** The invocation body limit, the same as for clients. */
   maxInvokeBodyBytes: number;
@@ -99,27 +102,24 @@ export class ChainCalls {
     if (!f.path.startsWith('/')) throw new BatonError('bad_request', `ctx.invoke("${name}"): path must start with "/", got ${JSON.stringify(f.path.slice(0, 64))}`);
     // no priority inversion: the callee runs at least at its caller's class
     const priceClass = this.o.classes.effective([parent.req.priceClass, asked]).name;
+    this.o.budgets.admit(ns, priceClass);
     return { parent, fn, req: { method, path: f.path, headers, body: f.body, priceClass } };
   }
 }
 
 function errorFrame(reqId: number, err: BatonError): CallResultFrame {
   const error = err.toWire();
-  return { t: 'callResult', reqId, status: err.status, headers: { 'content-type': 'application/json' }, body: ENCODER.encode(JSON.stringify({ error })), error };
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
+  return { t: 'callResult', reqId, status: err.status, headers, body: ENCODER.encode(JSON.stringify({ error })), error };
 }
 
-/** The callee's answer as a client of the public gateway would see it, without the HTTP framing. */
+/** The callee's answer exactly as a client of the public gateway would get it, without the HTTP framing. */
 function resultFrame(reqId: number, r: InvocationResult): CallResultFrame {
-  if (r.error !== undefined) {
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    const retryAfter = r.headers['retry-after'];
-    if (retryAfter !== undefined) headers['retry-after'] = retryAfter;
-    return { t: 'callResult', reqId, callId: r.callId, status: r.status, headers, body: ENCODER.encode(JSON.stringify({ error: r.error })), error: r.error };
-  }
-  if (r.status < 200) {
-    // as on the public path: 1xx is not a final status
-    const error = new BatonError('function_error', `the function answered with status ${r.status}, which is not a final HTTP status`);
-    return { ...errorFrame(reqId, error), callId: r.callId };
-  }
-  return { t: 'callResult', reqId, callId: r.callId, status: r.status, headers: r.headers, body: r.body };
+  const out = responseOf(r);
+  const frame: CallResultFrame = { t: 'callResult', reqId, callId: r.callId, status: out.status, headers: out.headers, body: typeof out.body === 'string' ? ENCODER.encode(out.body) : out.body };
+  if (r.error !== undefined) frame.error = r.error;
+  // a 1xx from the callee is not a final status: responseOf made it a 502 with an error body
+  else if (out.status !== r.status) frame.error = { code: 'function_error', message: `the function answered with status ${r.status}, which is not a final HTTP status` };
+  return frame;
 }

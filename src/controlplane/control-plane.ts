@@ -220,7 +220,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const loaded = functions.loadAll();
 
   const app = uws.App();
-  const chains = new ChainCalls({ dispatcher, classes, log: o.logger.child({ component: 'chains' }), maxInvokeBodyBytes, maxDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH });
+  const chains = new ChainCalls({ dispatcher, classes, budgets, log: o.logger.child({ component: 'chains' }), maxInvokeBodyBytes, maxDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH });
   const gateway = new WorkerGateway({
     log: o.logger.child({ component: 'gateway' }),
     store,
