@@ -80,6 +80,10 @@ describe('call chains on a one-core worker', () => {
     expect(child.parentId).toBe(r.callId);
     expect(child.callId).not.toBe(r.callId);
     expect(got.headers['x-call-id']).toBe(child.callId);
+    // the activation record of the child names its parent, and its class
+    const rec = await api(cp, 'GET', `/v1/namespaces/default/activations/${child.callId}`);
+    expect(rec.status, rec.text).toBe(200);
+    expect((rec.body as { activation: unknown }).activation).toMatchObject({ function: 'callee', parentId: r.callId, priceClass: 'critical' });
 
     const direct = await call('callee', { op: 'whoami' });
     expect(direct.status).toBe(200);
