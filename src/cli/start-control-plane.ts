@@ -14,6 +14,7 @@ export interface ControlPlaneFlags {
   activationRetention: number;
   priceClasses?: string;
   memoryPrice: number;
+  maxCallDepth: number;
   logLevel: string;
 }
 
@@ -36,6 +37,7 @@ export async function startControlPlaneFromFlags(f: ControlPlaneFlags, name: str
     maxPendingAsync: Math.max(1, f.maxPendingAsync),
     activationRetentionMs: f.activationRetention,
     memoryPrice: f.memoryPrice,
+    maxCallDepth: Math.max(1, f.maxCallDepth),
   };
   if (f.priceClasses !== undefined) opts.priceClasses = (await import('./parsers.js')).priceClassList(f.priceClasses);
   const key = process.env['BATON_API_KEY'];

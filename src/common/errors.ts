@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'response_too_large'
   | 'memory_pressure'
   | 'budget_exceeded'
+  | 'chain_too_deep'
+  | 'chain_broken'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -43,6 +45,14 @@ const STATUS: Record<ErrorCode, number> = {
   response_too_large: 502,
   memory_pressure: 503,
   budget_exceeded: 429,
+  // A call chain longer than the control plane allows (a function recursing
+  // without end). 400, not 429 or 508: retrying the same chain can never
+  // succeed, so nothing should invite a retry (429 says "later"), and 508 is
+  // WebDAV's loop detection, which generic HTTP clients do not know.
+  chain_too_deep: 400,
+  // A chain call whose answer cannot come: the worker's link to the control
+  // plane dropped, or the call that made it ended first.
+  chain_broken: 502,
   internal: 500,
 };
 

@@ -14,6 +14,7 @@ import type { NodeState } from '../dataplane/types.js';
 import { SqliteStore } from '../storage/sqlite-store.js';
 import { Authenticator } from './auth.js';
 import { AutoscalerLoop } from './autoscaler-loop.js';
+import { ChainCalls, DEFAULT_MAX_CALL_DEPTH } from './chain-calls.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
 import { listenExclusive } from './listen.js';
@@ -66,6 +67,8 @@ export interface ControlPlaneOptions {
   activationRetentionMs?: number;
   /** Records of synchronous calls kept in memory (default 10,000). */
   syncActivations?: number;
+  /** Deepest call a call chain (`ctx.invoke`) may make; a client's call is at depth 0 (default 16). */
+  maxCallDepth?: number;
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
   /** How long to keep retrying when the port is blocked but nothing listens there (TIME_WAIT after a crash). */
@@ -217,15 +220,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const loaded = functions.loadAll();
 
   const app = uws.App();
+  const chains = new ChainCalls({ dispatcher, classes, budgets, log: o.logger.child({ component: 'chains' }), maxInvokeBodyBytes, maxDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH });
   const gateway = new WorkerGateway({
     log: o.logger.child({ component: 'gateway' }),
     store,
     nodes,
     dispatcher,
+    chains,
     metrics,
     joinTokenHash: () => joinTokenHash,
     heartbeatMs,
     maxResponseBytes,
+    maxCallBodyBytes: Math.max(1, Math.floor(maxInvokeBodyBytes)),
     classes: priceClasses,
   });
   gateway.mount(app);

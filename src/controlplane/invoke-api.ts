@@ -20,7 +20,7 @@ export interface InvokeDeps {
 }
 
 /** Headers that describe the connection, not the message, or that carry our own credentials. */
-const DROP_REQUEST = new Set(['authorization', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'te', 'trailer', 'host', 'content-length', 'x-price-class', 'x-callback-url']);
+export const DROP_REQUEST = new Set(['authorization', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'te', 'trailer', 'host', 'content-length', 'x-price-class', 'x-callback-url']);
 /** Connection headers, and `date`: uWS writes its own, and a response carries exactly one. */
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'content-length', 'trailer', 'date']);
 

@@ -7,6 +7,7 @@ import { decodeWorkerFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/cod
 import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type WorkerFrame } from '../protocol/messages.js';
 import type { Store } from '../storage/store.js';
 import { tokenMatches } from './auth.js';
+import type { ChainCalls } from './chain-calls.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { NodeRegistry } from './node-registry.js';
 
@@ -22,11 +23,15 @@ export interface WorkerGatewayOptions {
   store: Store;
   nodes: NodeRegistry;
   dispatcher: Dispatcher;
+  /** Chain calls (`ctx.invoke`) the workers' functions make. */
+  chains: ChainCalls;
   metrics: ControlPlaneMetrics;
   joinTokenHash: () => string;
   heartbeatMs: number;
   /** Largest response body a call may return (the worker fails bigger ones on its side). */
   maxResponseBytes: number;
+  /** Largest body of a chain call (the worker refuses bigger ones on its side). */
+  maxCallBodyBytes: number;
   /** Price class names, cheapest first. */
   classes: readonly string[];
   helloTimeoutMs?: number;
@@ -152,6 +157,9 @@ export class WorkerGateway {
       case 'draining':
         this.opts.nodes.draining(node, f.timeoutMs);
         return;
+      case 'call':
+        this.opts.chains.handle(node, f);
+        return;
       case 'getBundle': {
         const data = this.opts.store.getBundle(f.hash);
         // only real bundles count for code locality (a worker asking for random hashes grows nothing)
@@ -176,7 +184,7 @@ export class WorkerGateway {
     this.sockets.set(node, ws);
     const drop: string[] = [];
     for (const report of hello.sandboxes) if (!this.opts.dispatcher.adopt(node, report)) drop.push(report.sandboxId);
-    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, maxResponseBytes: this.opts.maxResponseBytes, classes: [...this.opts.classes], drop });
+    this.send(ws, { t: 'welcome', protocol: PROTOCOL_VERSION, nodeId: node.id, heartbeatMs: this.opts.heartbeatMs, maxResponseBytes: this.opts.maxResponseBytes, maxCallBodyBytes: this.opts.maxCallBodyBytes, classes: [...this.opts.classes], drop });
     this.log.info(
       { node: node.name, nodeId: node.id, cores: node.cores, memoryMb: node.memoryMb, runtime: node.runtime, adopted: hello.sandboxes.length - drop.length, dropped: drop.length },
       'worker joined',

@@ -5,7 +5,8 @@ import { PriceClassSet } from '../policies/price-classes.js';
 import type { ControlFrame } from '../protocol/messages.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Dispatcher } from './dispatcher.js';
-import type { InvocationResult, NodeState } from './types.js';
+import type { FunctionRuntime } from './function-runtime.js';
+import type { Call, InvocationResult, NodeState } from './types.js';
 
 const classes = new PriceClassSet();
 
@@ -56,6 +57,8 @@ describe('Dispatcher', () => {
   let d: Dispatcher;
   let workersExpected = true;
   const results: InvocationResult[] = [];
+  /** n1's busy cores each time a sandbox was placed. */
+  const busyAtPlacement: number[] = [];
   const req = { method: 'POST', path: '/', headers: {}, body: new Uint8Array(), priceClass: 'standard' };
   const reply = (r: InvocationResult): void => void results.push(r);
   const frames = (t: ControlFrame['t']): ControlFrame[] => sent.filter((f) => f.t === t);
@@ -67,6 +70,7 @@ describe('Dispatcher', () => {
     now = 0;
     sent = [];
     results.length = 0;
+    busyAtPlacement.length = 0;
     n1 = node('n1', sent);
     workersExpected = true;
     d = new Dispatcher({
@@ -75,7 +79,13 @@ describe('Dispatcher', () => {
       log: silentLogger(),
       maxQueuePerFunction: 3,
       maxWaitMs: 5000,
-      hooks: { place: () => (n1.status === 'ready' ? n1 : undefined), awaitingWorkers: () => workersExpected },
+      hooks: {
+        place: () => {
+          busyAtPlacement.push(n1.busy);
+          return n1.status === 'ready' ? n1 : undefined;
+        },
+        awaitingWorkers: () => workersExpected,
+      },
     });
   });
   afterEach(() => {
@@ -383,5 +393,66 @@ describe('Dispatcher', () => {
     expect(created[0]).toBe('default/c');
     expect(created).toEqual(['default/c', 'default/b']);
     expect(d2.pendingPlacements).toBe(0);
+  });
+
+  // ---- call chains ----
+
+  /** A parent call of `f` running on n1, and function `g` for its children. */
+  function runningParent(priceClass = 'critical'): { parent: Call; g: FunctionRuntime } {
+    const fn = d.upsertFunction(record());
+    const g = d.upsertFunction({ ...record(), name: 'g' });
+    d.invoke(fn, { ...req, priceClass }, reply);
+    d.sandboxReady(n1, sbOf(), 1);
+    const parent = d.runningCallOn(n1, callOf(0));
+    if (parent === undefined) throw new Error('parent not running');
+    return { parent, g };
+  }
+
+  it('finds a running call only on the node it was dispatched to, and only while it runs', () => {
+    const { parent } = runningParent();
+    expect(d.runningCallOn(n1, parent.id)).toBe(parent);
+    expect(d.runningCallOn(node('n2', []), parent.id)).toBeUndefined();
+    expect(d.runningCallOn(n1, 'call-unknown')).toBeUndefined();
+    answer(parent.id);
+    expect(d.runningCallOn(n1, parent.id)).toBeUndefined();
+  });
+
+  it('a chain call records its parent and depth, and the invoke frame carries the parent', () => {
+    const { parent, g } = runningParent();
+    const child = d.invokeChild(parent, g, { ...req, priceClass: 'critical' }, reply);
+    expect(child.req.parentId).toBe(parent.id);
+    expect(child.req.depth).toBe(1);
+    d.sandboxReady(n1, sbOf(1), 1);
+    expect(frames('invoke')[1]).toMatchObject({ callId: child.id, parentId: parent.id });
+    const grandchild = d.invokeChild(child, g, { ...req, priceClass: 'critical' }, reply);
+    expect(grandchild.req.depth).toBe(2);
+  });
+
+  it('a parent waiting for its child holds no core in placement\'s view until the child answers', () => {
+    const { parent, g } = runningParent();
+    expect(n1.busyByRank).toEqual([0, 0, 0, 1]);
+    const child = d.invokeChild(parent, g, { ...req, priceClass: 'critical' }, reply);
+    // placed while the parent counted as waiting: the child may take the parent's core
+    expect(busyAtPlacement).toEqual([0, 0]);
+    d.sandboxReady(n1, sbOf(1), 1);
+    expect(n1.busyByRank).toEqual([0, 0, 0, 1]); // the child
+    answer(child.id);
+    expect(results.at(-1)?.status).toBe(200);
+    expect(n1.busyByRank).toEqual([0, 0, 0, 1]); // the parent again
+    answer(parent.id);
+    expect(n1.busy).toBe(0);
+  });
+
+  it('when a parent ends, its chain calls still waiting for a sandbox fail with chain_broken; running ones go on', () => {
+    const { parent, g } = runningParent();
+    const answers: InvocationResult[] = [];
+    const queued = d.invokeChild(parent, g, { ...req, priceClass: 'critical' }, (r) => answers.push(r));
+    expect(g.queued).toBe(1);
+    answer(parent.id);
+    expect(answers).toHaveLength(1);
+    expect(answers[0]?.error?.code).toBe('chain_broken');
+    expect(answers[0]?.error?.message).toContain(parent.id);
+    expect(queued.done).toBe(true);
+    expect(g.queued).toBe(0);
   });
 });

@@ -2,7 +2,7 @@ import type { Clock } from '../common/clock.js';
 import { BatonError, type ErrorCode, type WireError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
-import type { ResultFrame, SandboxReport, SandboxSpec } from '../protocol/messages.js';
+import type { InvokeFrame, ResultFrame, SandboxReport, SandboxSpec } from '../protocol/messages.js';
 import { ClassQueue } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
@@ -143,6 +143,67 @@ export class Dispatcher {
     this.deadlines.cancel(call.timer);
     call.timer = undefined;
     if (call.sandbox === undefined) this.unqueue(call);
+    this.endChildren(call);
+  }
+
+  // ------------------------------------------------------------ call chains
+
+  /**
+   * A call that was dispatched to this node and has not ended: the only
+   * calls a worker may make chain calls from. Another node's call, or one
+   * that ended (answered, timed out, its client gone), is not found.
+   */
+  runningCallOn(node: NodeState, callId: string): Call | undefined {
+    const call = this.calls.get(callId);
+    return call !== undefined && !call.done && call.sandbox?.node === node ? call : undefined;
+  }
+
+  /**
+   * A chain call made from inside `parent` (`ctx.invoke`): an ordinary call
+   * (the caller has settled its function and class, and checked its depth)
+   * that records its parent and depth. While it is out the parent waits
+   * rather than runs: its sandbox stops counting as busy on its worker's
+   * cores, so that the child can be placed there — on a worker whose every
+   * core holds a waiting parent the child would otherwise wait for a core its
+   * own parent holds. The worker's machine scheduler does the same on the
+   * machine (MachineController.block).
+   */
+  invokeChild(parent: Call, fn: FunctionRuntime, req: InvocationRequest, reply: (r: InvocationResult) => void): Call {
+    req.parentId = parent.id;
+    req.depth = (parent.req.depth ?? 0) + 1;
+    const children = (parent.children ??= new Set());
+    this.setAwaiting(parent, 1);
+    // invoke may answer at once (queue full), before `child` is assigned
+    let inInvoke = true;
+    let answeredAtOnce = false;
+    const child = this.invoke(fn, req, (r) => {
+      if (inInvoke) answeredAtOnce = true;
+      else children.delete(child);
+      this.setAwaiting(parent, -1);
+      reply(r);
+    });
+    inInvoke = false;
+    if (!answeredAtOnce) children.add(child);
+    return child;
+  }
+
+  private setAwaiting(parent: Call, delta: number): void {
+    parent.awaiting = (parent.awaiting ?? 0) + delta;
+    const sb = parent.sandbox;
+    if (sb === undefined || !sb.calls.has(parent)) return;
+    const before = sb.rank;
+    this.setSandboxRank(sb, this.sandboxRank(sb));
+    // a core freed in our view: work waiting for capacity may be placed now
+    if (sb.rank < before && this.pending.size > 0) this.placePending();
+  }
+
+  /** A call ended: chain calls it made that still wait for a sandbox are not worth running any more. */
+  private endChildren(call: Call): void {
+    const children = call.children;
+    if (children === undefined) return;
+    for (const child of [...children]) {
+      if (child.sandbox === undefined) this.finish(child, errorResult('chain_broken', `call ${call.id}, which made this call, ended before it started`));
+    }
   }
 
   private unqueue(call: Call): void {
@@ -208,7 +269,7 @@ export class Dispatcher {
     this.deadlines.cancel(call.timer);
     // The function's timeout bounds execution only, from dispatch; the worker enforces it.
     call.timer = this.deadlines.add(call.fn.spec.timeoutMs + this.execGraceMs, () => this.execExpired(call));
-    const sent = sb.node.send({
+    const frame: InvokeFrame = {
       t: 'invoke',
       callId: call.id,
       sandboxId: sb.id,
@@ -218,7 +279,9 @@ export class Dispatcher {
       body: call.req.body,
       timeoutMs: call.fn.spec.timeoutMs,
       priceClass: call.req.priceClass,
-    });
+    };
+    if (call.req.parentId !== undefined) frame.parentId = call.req.parentId;
+    const sent = sb.node.send(frame);
     if (!sent) this.sandboxLost(sb, `worker ${sb.node.name} is not connected`);
   }
 
@@ -283,7 +346,8 @@ export class Dispatcher {
   private sandboxRank(sb: SandboxState): number {
     if (sb.inflight === 0) return -1;
     let r = sb.phantom > 0 ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
-    for (const c of sb.calls) r = Math.max(r, c.req.rank ?? 0);
+    // a call waiting for its chain calls holds no core (see invokeChild)
+    for (const c of sb.calls) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
     return r;
   }
 
@@ -365,6 +429,7 @@ export class Dispatcher {
     if (call.queueEntry !== undefined) this.unqueue(call);
     this.opts.hooks.onCallDone?.(call, result);
     call.reply(result);
+    this.endChildren(call);
   }
 
   private failQueued(fn: FunctionRuntime, code: ErrorCode, message: string, retryAfter?: number): void {

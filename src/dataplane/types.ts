@@ -138,5 +138,9 @@ export interface Call {
   done: boolean;
   /** Its wait or execution deadline. */
   timer: Deadline | undefined;
+  /** Chain calls made from this call that have not answered yet: while any is out it waits, it holds no core. */
+  awaiting?: number;
+  /** Chain calls made from this call that have not answered yet (those still queued fail when it ends). */
+  children?: Set<Call>;
   reply(result: InvocationResult): void;
 }

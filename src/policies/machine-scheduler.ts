@@ -50,13 +50,18 @@ export class PriorityMachineScheduler<T extends MachineTask> {
     return this.coreOf.has(id);
   }
 
-  submit(task: T): MachineDecision<T>[] {
+  /**
+   * A task wants a core. `resumed`: it held a core before and gave it up
+   * without finishing (it waited for a call it made); if it has to wait, it
+   * goes before later work of its class, as a preempted task does.
+   */
+  submit(task: T, resumed = false): MachineDecision<T>[] {
     const free = this.onCore.indexOf(undefined);
     if (free !== -1) return [this.start(task, free)];
     const victimCore = this.victimCore();
     const victim = this.onCore[victimCore] as T;
     if (victim.rank >= task.rank) {
-      this.enqueue(task, false);
+      this.enqueue(task, resumed);
       return [];
     }
     this.coreOf.delete(victim.id);

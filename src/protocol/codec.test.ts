@@ -7,7 +7,7 @@ import { invokeFrame, resultFrame } from './messages.js';
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
 const goodResult = (): Record<string, unknown> => ({ t: 'result', callId: 'c1', sandboxId: 's1', status: 200, headers: { a: 'b' }, body: new Uint8Array([1]), execMs: 1.5, cpuMs: 1, mbMs: 2, preemptMs: 0, waitMs: 0 });
-const goodInvoke = (): Record<string, unknown> => ({ t: 'invoke', callId: 'c1', sandboxId: 's1', method: 'POST', path: '/', headers: {}, body: new Uint8Array(), timeoutMs: 1000, priceClass: 'batch' });
+const goodInvoke = (): Record<string, unknown> => ({ t: 'invoke', callId: 'c1', sandboxId: 's1', method: 'POST', path: '/', headers: {}, body: new Uint8Array(), timeoutMs: 1000, priceClass: 'batch', parentId: 'p1' });
 
 /** Values a field may be mutated to. */
 const WEIRD: unknown[] = [undefined, null, '', 'x'.repeat(200), -1, 0, 1.5, 99, 600, 2 ** 53, Number.NaN, Infinity, 'str', true, [], {}, { a: 1 }, new Uint8Array([1]), ['a']];

@@ -71,12 +71,13 @@ function fastInvoke(raw: Record<string, unknown>): boolean {
     typeof t === 'number' &&
     Number.isSafeInteger(t) &&
     t > 0 &&
-    typeof raw['priceClass'] === 'string'
+    typeof raw['priceClass'] === 'string' &&
+    (raw['parentId'] === undefined || isId(raw['parentId']))
   );
 }
 
 const KNOWN_RESULT = new Set(['t', 'callId', 'sandboxId', 'status', 'headers', 'body', 'execMs', 'cpuMs', 'mbMs', 'preemptMs', 'waitMs', 'error']);
-const KNOWN_INVOKE = new Set(['t', 'callId', 'sandboxId', 'method', 'path', 'headers', 'body', 'timeoutMs', 'priceClass']);
+const KNOWN_INVOKE = new Set(['t', 'callId', 'sandboxId', 'method', 'path', 'headers', 'body', 'timeoutMs', 'priceClass', 'parentId']);
 
 function onlyKnown(raw: Record<string, unknown>, known: Set<string>): boolean {
   for (const k in raw) if (!known.has(k)) return false;

@@ -179,6 +179,8 @@ export const welcomeFrame = z.object({
   heartbeatMs: z.number().int().positive(),
   /** Largest response body a call may return; a larger one fails that call with response_too_large. */
   maxResponseBytes: z.number().int().positive(),
+  /** Largest request body of a chain `call` (the invocation body limit); the worker refuses bigger ones before they reach the link. */
+  maxCallBodyBytes: z.number().int().positive().optional(),
   /** The price classes, cheapest first: the machine scheduler's ranks. */
   classes: z.array(z.string()).min(1).max(64),
   /** Sandboxes from the hello report that the control plane did not adopt; the worker deletes them. */
@@ -196,6 +198,8 @@ export const invokeFrame = z.object({
   body: bytes,
   timeoutMs: z.number().int().positive(),
   priceClass: z.string(),
+  /** The call this one was made from (`ctx.invoke`), shown to the callee as `ctx.parentId`. */
+  parentId: id.optional(),
 });
 export const bundleFrame = z.object({
   t: z.literal('bundle'),

@@ -1,4 +1,4 @@
-import type { WireError } from '../common/errors.js';
+import { BatonError, type WireError } from '../common/errors.js';
 import type { SandboxSpec } from '../protocol/messages.js';
 
 export interface SandboxRequest {
@@ -11,6 +11,35 @@ export interface SandboxRequest {
   priceClass: string;
   /** Largest response body; a larger one fails the call with 502 response_too_large. */
   maxResponseBytes: number;
+  /** The call this one was made from (call chains), for the handler to see. */
+  parentId?: string;
+  /**
+   * Makes a chain call on behalf of this call (`ctx.invoke` in a node
+   * handler). Never rejects: every failure is an answer with an error.
+   * Absent: this call cannot make chain calls.
+   */
+  chain?: (req: ChainRequest) => Promise<ChainResponse>;
+}
+
+/** A call to another function of the namespace, made from inside a running call. */
+export interface ChainRequest {
+  function: string;
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** Asked-for class; the call runs at least at its caller's class. */
+  priceClass?: string;
+}
+
+/** The answer to a chain call: the callee's response, or the platform's error. */
+export interface ChainResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** The new call's id, when the control plane accepted it. */
+  callId?: string;
+  error?: WireError;
 }
 
 export interface SandboxResponse {
@@ -96,6 +125,13 @@ export function errorResponse(status: number, code: WireError['code'], message: 
     execMs,
     error: { code, message },
   };
+}
+
+/** A chain call answered by the worker itself with an error (status from the error code). */
+export function chainError(code: WireError['code'], message: string): ChainResponse {
+  const err = new BatonError(code, message);
+  const error = err.toWire();
+  return { status: err.status, headers: { 'content-type': 'application/json' }, body: ENCODER.encode(JSON.stringify({ error })), error };
 }
 
 /** The environment a sandbox process starts with: a few basics, never the worker's secrets. */

@@ -11,6 +11,8 @@ export interface MachineCall {
   preemptedMs: number;
   /** Start of the current frozen stretch, -1 when not frozen. */
   pausedAt: number;
+  /** Chain calls it made (`ctx.invoke`) that have not answered yet: while > 0 it waits, it does not run. */
+  chains?: number;
   send(): void;
 }
 
@@ -25,6 +27,12 @@ interface Job {
   frozen: boolean;
   core: number;
   appliedRank: number;
+  /** Of `calls`, those waiting for chain calls they made. */
+  blocked: number;
+  /** Every call waits for a chain call: the sandbox gave up its core and is not in the scheduler. */
+  parked: boolean;
+  /** Chain answers held until the sandbox has a core again. */
+  resumes: (() => void)[];
 }
 
 export interface MachineObserver {
@@ -86,23 +94,104 @@ export class MachineController {
   arrive(sandbox: Sandbox, call: MachineCall): void {
     let job = this.jobs.get(sandbox);
     if (job === undefined) {
-      job = { id: this.nextId++, rank: call.rank, sandbox, calls: new Set(), started: false, frozen: false, core: -1, appliedRank: -1 };
+      job = { id: this.nextId++, rank: call.rank, sandbox, calls: new Set(), started: false, frozen: false, core: -1, appliedRank: -1, blocked: 0, parked: false, resumes: [] };
       this.jobs.set(sandbox, job);
       job.calls.add(call);
       this.apply(this.sched.submit(job));
       return;
     }
     job.calls.add(call);
+    if (job.parked) {
+      // a sandbox whose calls all wait for chain calls (one may be this very call's caller) needs a core again
+      this.unpark(job);
+      return;
+    }
     // On a core, or frozen mid-run (it will see the call when thawed): hand it over now.
-    if (job.started) this.sendCall(job, call);
+    if (job.frozen || this.sched.isRunning(job.id)) this.sendCall(job, call);
     if (call.rank > job.rank) this.apply(this.sched.setRank(job, call.rank));
     else this.applyRank(job);
+  }
+
+  /**
+   * A call now waits for a chain call it made (`ctx.invoke`). Call chains and
+   * cores: a parent that kept its core while its child runs would deadlock a
+   * worker whose cores are all held by waiting parents (on one core: the
+   * parent holds it, the child waits for it). So a call waiting for a child
+   * is treated like a process asleep in I/O: once every call of a sandbox
+   * waits, the sandbox leaves its core — not frozen, since it must be able to
+   * take the answer — and the core goes to the next work in line, which may
+   * be the child itself. The sandbox keeps its class's CPU weight, so
+   * whatever it does meanwhile still competes at its class. It asks for a
+   * core again when an answer comes (see unblock) or a new call arrives.
+   */
+  block(sandbox: Sandbox, call: MachineCall): void {
+    const job = this.jobs.get(sandbox);
+    if (job === undefined || !job.calls.has(call)) return;
+    call.chains = (call.chains ?? 0) + 1;
+    if (call.chains > 1) return;
+    job.blocked++;
+    if (job.blocked === job.calls.size) this.park(job);
+  }
+
+  /**
+   * A chain call answered; `deliver` hands its answer to the sandbox: now if
+   * the sandbox is on a core (or frozen there: it sees the answer when
+   * thawed), else once the scheduler gives it a core again — before later
+   * work of its class, as after a preemption. An answer while other chain
+   * calls of the same call are still out is delivered at once: the call goes
+   * on waiting, and taking an answer in is a moment's work.
+   */
+  unblock(sandbox: Sandbox, call: MachineCall, deliver: () => void): void {
+    const job = this.jobs.get(sandbox);
+    if (job === undefined || !job.calls.has(call) || (call.chains ?? 0) === 0) {
+      deliver();
+      return;
+    }
+    call.chains = (call.chains ?? 1) - 1;
+    if (call.chains > 0) {
+      deliver();
+      return;
+    }
+    job.blocked--;
+    if (job.parked) {
+      job.resumes.push(deliver);
+      this.unpark(job);
+    } else if (job.frozen || this.sched.isRunning(job.id)) {
+      deliver();
+    } else {
+      // back in line for a core (a new call woke it): the answer waits with it
+      job.resumes.push(deliver);
+    }
+  }
+
+  private park(job: Job): void {
+    job.parked = true;
+    if (this.sched.isRunning(job.id)) {
+      job.core = -1;
+      this.apply(this.sched.complete(job.id));
+    } else {
+      // waiting: preempted (frozen) after it asked; it must run to take the answer
+      this.sched.removeWaiting(job.id);
+      if (job.frozen) this.thaw(job);
+    }
+  }
+
+  private unpark(job: Job): void {
+    job.parked = false;
+    let top = 0;
+    for (const c of job.calls) top = Math.max(top, c.rank);
+    job.rank = top;
+    this.apply(this.sched.submit(job, true));
   }
 
   /** A call ended (answered, timed out, or its sandbox died). */
   done(sandbox: Sandbox, call: MachineCall): void {
     const job = this.jobs.get(sandbox);
     if (job === undefined || !job.calls.delete(call)) return;
+    if ((call.chains ?? 0) > 0) {
+      call.chains = 0;
+      job.blocked--;
+    }
     if (call.pausedAt >= 0) {
       call.preemptedMs += this.clock() - call.pausedAt;
       call.pausedAt = -1;
@@ -117,6 +206,15 @@ export class MachineController {
     }
     let top = 0;
     for (const c of job.calls) top = Math.max(top, c.rank);
+    if (job.parked) {
+      job.rank = top;
+      return;
+    }
+    // the call that ended was the only one running: the others wait for chain calls
+    if (job.blocked === job.calls.size) {
+      this.park(job);
+      return;
+    }
     if (top !== job.rank) this.apply(this.sched.setRank(job, top));
   }
 
@@ -146,10 +244,10 @@ export class MachineController {
       this.applyRank(job);
       if (job.frozen) this.thaw(job);
       this.observer.onRun?.(job.sandbox, true);
-      if (!job.started) {
-        job.started = true;
-        for (const c of job.calls) this.sendCall(job, c);
-      }
+      job.started = true;
+      // calls not handed over yet (a first start, or ones that arrived while it waited for a core again)
+      for (const c of job.calls) this.sendCall(job, c);
+      for (const resume of job.resumes.splice(0)) resume();
     }
   }
 

@@ -2,7 +2,7 @@ import { asBatonError, BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { relieveMemoryPressure, type Resident } from '../policies/memory-manager.js';
 import type { CreateFrame, InvokeFrame, ResultFrame } from '../protocol/messages.js';
-import { errorResponse, type Sandbox, type SandboxResponse, type SandboxRuntime } from '../sandbox/runtime.js';
+import { chainError, errorResponse, type ChainRequest, type ChainResponse, type Sandbox, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../sandbox/runtime.js';
 import { MachineController, type MachineCall } from './machine.js';
 import { SandboxMeter } from './meter.js';
 
@@ -18,6 +18,8 @@ interface Held {
   swapped: boolean;
   /** Being removed by the memory manager: calls that end now failed because of memory. */
   evicting: 'idle' | 'kill' | undefined;
+  /** Chain calls its calls made that have not answered yet. */
+  chains: number;
 }
 
 export interface SandboxHostOptions {
@@ -37,13 +39,19 @@ export interface SandboxHostOptions {
   totalMemoryMb?: () => number | undefined;
   /** Kernel OOM kills among all sandboxes together so far (the backstop under the memory manager). */
   totalOomKills?: () => number;
+  /** Chain calls one sandbox may have outstanding at once (default 100). */
+  maxChainCalls?: number;
   clock?: () => number;
 }
 
 export interface HostEvents {
   result(frame: ResultFrame): void;
   gone(sandboxId: string, reason: string): void;
+  /** Send a chain call made from the call `parentCallId` to the control plane; never rejects. */
+  call(parentCallId: string, req: ChainRequest): Promise<ChainResponse>;
 }
+
+const DEFAULT_MAX_CHAIN_CALLS = 100;
 
 /**
  * The sandboxes of one worker and what the machine does with them: the
@@ -142,6 +150,7 @@ export class SandboxHost {
           defaultRank: this.rankOf(f.spec.priceClass),
           swapped: false,
           evicting: undefined,
+          chains: 0,
         };
         this.sandboxes.set(f.sandboxId, held);
         sandbox.onExit((reason) => {
@@ -207,8 +216,10 @@ export class SandboxHost {
       pausedAt: -1,
       send: () => {
         held.meter.begin(call);
+        const req: SandboxRequest = { callId: f.callId, method: f.method, path: f.path, headers: f.headers, body: f.body, timeoutMs: f.timeoutMs, priceClass: f.priceClass, maxResponseBytes, chain: (cr) => this.chain(held, call, f.callId, cr) };
+        if (f.parentId !== undefined) req.parentId = f.parentId;
         sandbox
-          .invoke({ callId: f.callId, method: f.method, path: f.path, headers: f.headers, body: f.body, timeoutMs: f.timeoutMs, priceClass: f.priceClass, maxResponseBytes })
+          .invoke(req)
           .catch((e: unknown) => errorResponse(502, 'sandbox_failed', `the sandbox failed to run the call: ${asBatonError(e).message}`))
           .then(finish, finish);
       },
@@ -234,6 +245,28 @@ export class SandboxHost {
     held.calls.set(call, finish);
     if (this.machine === undefined) call.send();
     else this.machine.arrive(sandbox, call);
+  }
+
+  /**
+   * A chain call made from the call `callId` running in `held`: bounded per
+   * sandbox, sent to the control plane by the daemon. While it is out the
+   * call waits rather than runs, so the machine scheduler may give its core
+   * to other work — the callee among it (see MachineController.block).
+   */
+  private chain(held: Held, call: MachineCall, callId: string, req: ChainRequest): Promise<ChainResponse> {
+    const max = this.o.maxChainCalls ?? DEFAULT_MAX_CHAIN_CALLS;
+    if (held.chains >= max) {
+      return Promise.resolve(chainError('throttled', `ctx.invoke("${req.function}"): sandbox ${held.sandbox.id} of ${held.sandbox.spec.functionKey} already has ${held.chains} chain calls waiting for answers, the most one sandbox may have`));
+    }
+    held.chains++;
+    this.machine?.block(held.sandbox, call);
+    const answered = this.events.call(callId, req).catch((e: unknown) => chainError('internal', `the chain call failed on the worker: ${asBatonError(e).message}`));
+    return answered.then((r) => {
+      held.chains--;
+      const machine = this.machine;
+      if (machine === undefined) return r;
+      return new Promise<ChainResponse>((resolve) => machine.unblock(held.sandbox, call, () => resolve(r)));
+    });
   }
 
   /** Did the kernel kill a sandbox for memory since we last looked? (one kill explains one death) */

@@ -1,11 +1,12 @@
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { decodeControlFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/codec.js';
-import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type CreateFrame, type WorkerFrame } from '../protocol/messages.js';
+import { chainCallFrame, CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ChainCallFrame, type ControlFrame, type CreateFrame, type WorkerFrame } from '../protocol/messages.js';
 import { EmulatedRuntime } from '../sandbox/emulated/emulated-runtime.js';
-import type { SandboxRuntime } from '../sandbox/runtime.js';
+import { chainError, type ChainRequest, type ChainResponse, type SandboxRuntime } from '../sandbox/runtime.js';
 import { createProcessRuntimes, type IsolationOptions } from '../sandbox/process/process-runtimes.js';
 import { BundleCache } from './bundle-cache.js';
 import { loadNodeId } from './node-identity.js';
@@ -39,6 +40,8 @@ export type WorkerState = 'starting' | 'connecting' | 'running' | 'draining' | '
 
 /** Response size limit before the control plane says otherwise in its welcome. */
 const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** Chain call body limit when the control plane does not say (its default invocation body limit). */
+const DEFAULT_MAX_CALL_BODY_BYTES = 6 * 1024 * 1024;
 
 function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memoryMb' | 'name' | 'drainTimeoutMs'>> & { url: string } {
   let url: URL;
@@ -84,6 +87,10 @@ export class WorkerDaemon {
   private heldResults: WorkerFrame[] = [];
   private welcomed = false;
   private maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
+  private maxCallBodyBytes = DEFAULT_MAX_CALL_BODY_BYTES;
+  /** Chain calls sent to the control plane and not answered yet, by reqId (never reused while the daemon lives). */
+  private readonly chainCalls = new Map<number, (r: ChainResponse) => void>();
+  private nextChainReq = 1;
   private heartbeat: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -137,6 +144,7 @@ export class WorkerDaemon {
       {
         result: (frame) => this.send(frame),
         gone: (sandboxId, reason) => this.send({ t: 'sandboxGone', sandboxId, reason }),
+        call: (parentCallId, req) => this.chainCall(parentCallId, req),
       },
     );
   }
@@ -214,6 +222,7 @@ export class WorkerDaemon {
       this.heldResults = [];
       if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
       this.bundles.failAll('connection to the control plane lost while fetching the bundle');
+      this.failChainCalls('the connection to the control plane was lost before the answer came; the callee may or may not have run');
       if (this.state === 'stopping' || this.state === 'stopped') return;
       if (code === CloseCode.wrongVersion || code === CloseCode.unauthorized) {
         this.log.error({ code, reason: reason.toString() }, 'control plane refused this worker');
@@ -269,6 +278,8 @@ export class WorkerDaemon {
         this.helloPending = false;
         this.attempt = 0;
         this.maxResponseBytes = f.maxResponseBytes;
+        // never past what one frame can carry, whatever the control plane allows its clients
+        this.maxCallBodyBytes = Math.min(f.maxCallBodyBytes ?? DEFAULT_MAX_CALL_BODY_BYTES, MAX_FRAME_BYTES - 1024 * 1024);
         this.host.setClasses(f.classes);
         if (this.state === 'connecting') this.state = 'running';
         for (const id of f.drop) void this.host.delete(id);
@@ -293,7 +304,44 @@ export class WorkerDaemon {
       case 'bundle':
         this.bundles.deliver(f.hash, f.data, f.error?.message);
         return;
+      case 'callResult': {
+        const answer = this.chainCalls.get(f.reqId);
+        if (answer === undefined) return;
+        this.chainCalls.delete(f.reqId);
+        const r: ChainResponse = { status: f.status, headers: f.headers, body: f.body };
+        if (f.callId !== undefined) r.callId = f.callId;
+        if (f.error !== undefined) r.error = BatonError.fromWire(f.error).toWire();
+        answer(r);
+        return;
+      }
     }
+  }
+
+  /**
+   * A chain call over the link. Everything in it comes from a function's own
+   * code, so it is checked here against the frame's schema and the body limit:
+   * a frame the control plane would refuse closes the whole link, failing
+   * every call on this worker, and must never leave.
+   */
+  private chainCall(parentCallId: string, req: ChainRequest): Promise<ChainResponse> {
+    if (req.body.byteLength > this.maxCallBodyBytes) {
+      return Promise.resolve(chainError('payload_too_large', `ctx.invoke("${req.function}"): a body of ${req.body.byteLength} bytes exceeds the limit of ${this.maxCallBodyBytes} bytes`));
+    }
+    const frame: ChainCallFrame = { t: 'call', reqId: this.nextChainReq++, parentCallId, function: req.function, method: req.method, path: req.path, headers: req.headers, body: req.body };
+    if (req.priceClass !== undefined) frame.priceClass = req.priceClass;
+    const checked = chainCallFrame.safeParse(frame);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      return Promise.resolve(chainError('bad_request', `ctx.invoke("${req.function}"): ${issue?.path.join('.') ?? 'call'}: ${issue?.message ?? 'invalid'}`));
+    }
+    if (!this.send(frame)) return Promise.resolve(chainError('chain_broken', 'this worker is not connected to the control plane'));
+    return new Promise((resolve) => this.chainCalls.set(frame.reqId, resolve));
+  }
+
+  private failChainCalls(message: string): void {
+    const waiting = [...this.chainCalls.values()];
+    this.chainCalls.clear();
+    for (const answer of waiting) answer(chainError('chain_broken', message));
   }
 
   private sendHeartbeat(): void {
@@ -356,6 +404,7 @@ export class WorkerDaemon {
     await this.host.stopAll();
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     await this.closeRuntimes().catch((e: unknown) => this.log.warn({ err: e }, 'error closing the sandbox runtimes'));
+    this.failChainCalls('the worker is stopping');
     this.ws?.close(CloseCode.normal, 'worker stopping');
     this.ws = undefined;
     this.state = 'stopped';

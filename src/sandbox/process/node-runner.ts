@@ -98,6 +98,120 @@ function result(m: Extract<ToRunner, { t: 'invoke' }>, t0: number, r: { status: 
   send(out);
 }
 
+// ------------------------------------------------------------ call chains
+
+/** Options of `ctx.invoke(name, body?, opts?)`. */
+interface InvokeOptions {
+  priceClass?: string;
+  headers?: ConstructorParameters<typeof Headers>[0];
+  method?: string;
+  path?: string;
+}
+
+interface ChainWaiter {
+  /** The invocation that made the chain call. */
+  id: number;
+  name: string;
+  resolve: (r: Response) => void;
+  reject: (e: Error) => void;
+}
+
+/** Chain calls waiting for their answer, by reqId (unique for this runner's life). */
+const chainWaiters = new Map<number, ChainWaiter>();
+/** Invocations running now: a chain call can only be made from one of them. */
+const runningCalls = new Set<number>();
+let nextReqId = 1;
+
+/** Thrown (as a rejection) when no answer to a chain call can come; its `code` is "chain_broken". */
+function chainBroken(message: string): Error {
+  return Object.assign(new Error(message), { code: 'chain_broken' });
+}
+
+/** Statuses whose responses have no body (the Response constructor refuses one). */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * The body of `ctx.invoke` as bytes: anything a Request takes (string, bytes,
+ * Blob, URLSearchParams, FormData, a stream), and any other value as JSON.
+ */
+async function encodeChainBody(body: unknown): Promise<{ bytes: Uint8Array; contentType: string | null }> {
+  if (body === undefined || body === null) return { bytes: new Uint8Array(), contentType: null };
+  const init =
+    typeof body === 'string' || body instanceof ArrayBuffer || ArrayBuffer.isView(body) || body instanceof Blob || body instanceof URLSearchParams || body instanceof FormData || body instanceof ReadableStream;
+  if (!init) return { bytes: encoder.encode(JSON.stringify(body)), contentType: 'application/json' };
+  const r = new Response(body as ConstructorParameters<typeof Response>[0]);
+  return { bytes: new Uint8Array(await r.arrayBuffer()), contentType: r.headers.get('content-type') };
+}
+
+/** `ctx.invoke` of the invocation `id`: another function of this namespace, through the platform. */
+async function chainInvoke(id: number, name: unknown, body: unknown, opts: InvokeOptions | undefined): Promise<Response> {
+  if (typeof name !== 'string' || name === '') throw new TypeError('ctx.invoke(name, body?, opts?): name must be the name of a function of this namespace');
+  const o: InvokeOptions = opts ?? {};
+  if (typeof o !== 'object') throw new TypeError('ctx.invoke: opts must be an object { priceClass?, headers?, method?, path? }');
+  if (o.priceClass !== undefined && typeof o.priceClass !== 'string') throw new TypeError('ctx.invoke: opts.priceClass must be a string');
+  if (o.method !== undefined && typeof o.method !== 'string') throw new TypeError('ctx.invoke: opts.method must be a string');
+  const method = (o.method ?? 'POST').toUpperCase();
+  const path = o.path ?? '/';
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError(`ctx.invoke: opts.path must start with "/", got ${JSON.stringify(path)}`);
+  const h = new Headers(o.headers);
+  const { bytes, contentType } = await encodeChainBody(body);
+  if (contentType !== null && !h.has('content-type')) h.set('content-type', contentType);
+  const headers: Record<string, string> = {};
+  h.forEach((v, k) => {
+    headers[k] = v;
+  });
+  // the invocation may have ended while the body was read
+  if (!runningCalls.has(id)) throw chainBroken(`ctx.invoke("${name}"): the call that made it has already ended`);
+  const reqId = nextReqId++;
+  const msg: FromRunner = { t: 'call', id, reqId, function: name, method, path, headers, body: bytes };
+  if (o.priceClass !== undefined) msg.priceClass = o.priceClass;
+  return new Promise<Response>((resolve, reject) => {
+    chainWaiters.set(reqId, { id, name, resolve, reject });
+    send(msg);
+  });
+}
+
+function chainAnswer(m: Extract<ToRunner, { t: 'callResult' }>): void {
+  const w = chainWaiters.get(m.reqId);
+  if (w === undefined) return;
+  chainWaiters.delete(m.reqId);
+  if (m.error?.code === 'chain_broken') {
+    w.reject(chainBroken(`ctx.invoke("${w.name}"): ${m.error.message}`));
+    return;
+  }
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(m.headers)) {
+    try {
+      headers.append(k, v);
+    } catch {
+      // a header the Fetch API refuses is left out rather than failing the whole answer
+    }
+  }
+  if (m.callId !== undefined) headers.set('x-call-id', m.callId);
+  const status = m.status >= 200 && m.status <= 599 ? m.status : 502;
+  w.resolve(new Response(NULL_BODY.has(status) ? null : m.body, { status, headers }));
+}
+
+/** An invocation ended: chain calls it left waiting can no longer be answered to it. */
+function endChains(id: number): void {
+  runningCalls.delete(id);
+  for (const [reqId, w] of chainWaiters) {
+    if (w.id !== id) continue;
+    chainWaiters.delete(reqId);
+    w.reject(chainBroken(`ctx.invoke("${w.name}"): the call that made it ended before the answer came`));
+  }
+}
+
+function makeCtx(m: Extract<ToRunner, { t: 'invoke' }>): Readonly<Record<string, unknown>> {
+  const ctx: Record<string, unknown> = {
+    callId: m.callId,
+    priceClass: m.priceClass,
+    invoke: (name: unknown, body?: unknown, opts?: InvokeOptions) => chainInvoke(m.id, name, body, opts),
+  };
+  if (m.parentId !== undefined) ctx['parentId'] = m.parentId;
+  return Object.freeze(ctx);
+}
+
 function failure(code: 'function_error' | 'response_too_large', message: string, status: number): [{ status: number; headers: Record<string, string>; body: Uint8Array }, { code: typeof code; message: string }] {
   return [{ status, headers: { 'content-type': 'application/json' }, body: encoder.encode(JSON.stringify({ error: { code, message } })) }, { code, message }];
 }
@@ -106,18 +220,21 @@ async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
   const t0 = performance.now();
   settleCpu();
   cpuShare.set(m.id, 0);
+  runningCalls.add(m.id);
   try {
     if (handler === undefined) throw new Error('runner has no function loaded');
     const hasBody = m.method !== 'GET' && m.method !== 'HEAD';
     const request = new Request(`http://localhost${m.path}`, { method: m.method, headers: m.headers, body: hasBody ? m.body : null });
-    const value = await handler(request, fnEnv, { callId: m.callId, priceClass: m.priceClass });
+    const value = await handler(request, fnEnv, makeCtx(m));
     const r = await toResult(value);
+    endChains(m.id);
     if (r.body.byteLength > m.maxResponseBytes) {
       result(m, t0, ...failure('response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${m.maxResponseBytes} bytes`, 502));
       return;
     }
     result(m, t0, r);
   } catch (e) {
+    endChains(m.id);
     result(m, t0, ...failure('function_error', e instanceof Error ? e.message : String(e), 500));
   }
 }
@@ -125,6 +242,7 @@ async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
 process.on('message', (m: ToRunner) => {
   if (m.t === 'load') void load(m);
   else if (m.t === 'invoke') void invoke(m);
+  else if (m.t === 'callResult') chainAnswer(m);
 });
 /**
  * Warm the Web fetch classes (Node loads undici lazily, ~20 ms on first use)

@@ -4,14 +4,15 @@ import { PausableTimer } from '../../common/pausable-timer.js';
 import { terminate } from '../../common/terminate.js';
 import type { Logger } from '../../common/logger.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
-import { baseEnv, errorResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
+import { baseEnv, chainError, errorResponse, type ChainResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Jail } from './jail.js';
-import type { FromRunner, ToRunner } from './runner-protocol.js';
+import { parseChainCall, type FromRunner, type ToRunner } from './runner-protocol.js';
 import { StemCellPool, alive, type StemCell } from './stem-cell-pool.js';
 
 interface Pending {
   resolve: (r: SandboxResponse) => void;
   timer: PausableTimer;
+  chain: SandboxRequest['chain'];
 }
 
 class NodeSandbox implements Sandbox {
@@ -30,6 +31,10 @@ class NodeSandbox implements Sandbox {
     this.child = cell.child;
     this.control = cell.control;
     this.child.on('message', (m: FromRunner) => {
+      if (m.t === 'call') {
+        this.chainCall(m);
+        return;
+      }
       if (m.t !== 'result') return;
       const p = this.pending.get(m.id);
       if (p === undefined) return;
@@ -50,6 +55,35 @@ class NodeSandbox implements Sandbox {
     });
   }
 
+  /**
+   * `ctx.invoke` inside one of this sandbox's calls. The runner names the
+   * call by its IPC id, so it can only make chain calls on behalf of calls
+   * running in it; the message itself comes from the function's process and
+   * is checked before anything else looks at it.
+   */
+  private chainCall(m: FromRunner & { t: 'call' }): void {
+    const parsed = parseChainCall(m as unknown as Record<string, unknown>);
+    if (parsed.reqId === undefined) return;
+    const reqId = parsed.reqId;
+    const answer = (r: ChainResponse): void => {
+      const msg: ToRunner = { t: 'callResult', reqId, status: r.status, headers: r.headers, body: r.body };
+      if (r.callId !== undefined) msg.callId = r.callId;
+      if (r.error !== undefined) msg.error = { code: r.error.code, message: r.error.message };
+      // a runner that died meanwhile needs no answer
+      if (alive(this.child)) this.child.send(msg, undefined, undefined, () => undefined);
+    };
+    if (!parsed.ok) {
+      answer(chainError('bad_request', parsed.message));
+      return;
+    }
+    const chain = this.pending.get(parsed.id)?.chain;
+    if (chain === undefined) {
+      answer(chainError('chain_broken', this.pending.has(parsed.id) ? 'this call cannot make chain calls' : 'the call that made it has already ended'));
+      return;
+    }
+    chain(parsed.req).then(answer, (e: unknown) => answer(chainError('internal', `the chain call failed on the worker: ${e instanceof Error ? e.message : String(e)}`)));
+  }
+
   get pid(): number | undefined {
     return this.child.pid;
   }
@@ -67,8 +101,9 @@ class NodeSandbox implements Sandbox {
         this.child.kill('SIGKILL');
       });
       if (this.frozen) timer.pause();
-      this.pending.set(id, { resolve, timer });
+      this.pending.set(id, { resolve, timer, chain: req.chain });
       const msg: ToRunner = { t: 'invoke', id, method: req.method, path: req.path, headers: req.headers, body: req.body, callId: req.callId, priceClass: req.priceClass, maxResponseBytes: req.maxResponseBytes };
+      if (req.parentId !== undefined) msg.parentId = req.parentId;
       this.child.send(msg, undefined, undefined, (e: Error | null) => {
         if (e === null || !this.pending.has(id)) return;
         this.pending.delete(id);
