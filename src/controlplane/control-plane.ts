@@ -17,6 +17,8 @@ import { AutoscalerLoop } from './autoscaler-loop.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
 import { listenExclusive } from './listen.js';
+import { LogCollector } from './log-collector.js';
+import { mountLogsApi } from './logs-api.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
@@ -169,6 +171,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const loaded = functions.loadAll();
 
   const app = uws.App();
+  const logs = new LogCollector({ nodes, dispatcher, clock });
   const gateway = new WorkerGateway({
     log: o.logger.child({ component: 'gateway' }),
     store,
@@ -179,6 +182,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     heartbeatMs,
     maxResponseBytes,
     classes: priceClasses,
+    logs,
   });
   gateway.mount(app);
   const routes = new RouteTable(app, auth, log);
@@ -194,6 +198,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     version: BATON_VERSION,
     startedAt,
   });
+  mountLogsApi({ routes, functions, logs });
   mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes });
   mountProbes(app, { nodes, metrics, log });
   app.any('/*', (res, req) => {
@@ -223,6 +228,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       stopped = true;
       autoscaler.stop();
       nodes.stop();
+      logs.stop();
       gateway.closeAll();
       uws.us_listen_socket_close(listenSocket);
       await functions.close();
