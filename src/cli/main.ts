@@ -3,6 +3,7 @@ import { BatonError } from '../common/errors.js';
 import { CliError } from './client.js';
 import { registerClusterCommands } from './commands/cluster.js';
 import { registerFunctionCommands } from './commands/functions.js';
+import { registerLogsCommand } from './commands/logs.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerToolCommands } from './commands/tools.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerServerCommands(program);
   registerFunctionCommands(program, globals);
   registerClusterCommands(program, globals);
+  registerLogsCommand(program, globals);
   registerToolCommands(program);
   return program;
 }
