@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, FIXTURES, api, deploy, kill, startControlPlane, startWorker, stopAll, tempDir, waitFor, type CpHandle, type WorkerHandle } from './helpers/cluster.js';
@@ -40,10 +40,13 @@ describe('function logs', () => {
     calls.set(body, callId);
     return { status: res.status, callId, text: await res.text() };
   };
-  const cli = (args: string[], key = cp.apiKey): { code: number; out: string; err: string } => {
-    const r = spawnSync(process.execPath, [BIN, '--gateway', cp.url, '--api-key', key, ...args], { encoding: 'utf8', cwd: tempDir('logs-cwd'), timeout: 20_000 });
-    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
-  };
+  // not spawnSync: a blocked event loop would keep this process from seeing the server close idle connections
+  const cli = (args: string[], key = cp.apiKey): Promise<{ code: number; out: string; err: string }> =>
+    new Promise((resolve) => {
+      execFile(process.execPath, [BIN, '--gateway', cp.url, '--api-key', key, ...args], { encoding: 'utf8', cwd: tempDir('logs-cwd'), timeout: 20_000 }, (e, out, err) => {
+        resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1, out, err });
+      });
+    });
   const texts = (b: LogsBody): string[] => b.lines.map((l) => l.line);
 
   beforeAll(async () => {
@@ -121,31 +124,31 @@ describe('function logs', () => {
 
   it('baton logs prints TIME CALLID stream line; --call, --since and -o json filter and format', async () => {
     const a = calls.get(`pair A${T}`) ?? '';
-    const all = cli(['logs', 'logfn']);
+    const all = await cli(['logs', 'logfn']);
     expect(all.code).toBe(0);
     expect(all.out).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z  ${a}  stdout  start A${T}$`, 'm'));
     expect(all.out).toMatch(new RegExp(`^\\S+  -  stdout  module loaded M${T}$`, 'm'));
     expect(all.out).toMatch(new RegExp(`  stderr  end B${T}$`, 'm'));
 
-    const one = cli(['logs', 'logfn', '--call', a]);
+    const one = await cli(['logs', 'logfn', '--call', a]);
     expect(one.out.trim().split('\n')).toHaveLength(3);
     expect(one.out).not.toContain(`B${T}`);
 
-    const json = JSON.parse(cli(['-o', 'json', 'logs', 'logfn', '--call', a]).out) as LogsBody;
+    const json = JSON.parse((await cli(['-o', 'json', 'logs', 'logfn', '--call', a])).out) as LogsBody;
     expect(json.lines.map((l) => l.line)).toEqual([`start A${T}`, `middle A${T} continued`, `end A${T}`]);
 
     // --since: a date-time keeps the lines at and after it, a duration back from now reaches them all
     const lines = (await logs('logfn')).body.lines;
     const cut = lines.find((l) => l.line === `about to throw E${T}`);
     expect(cut).toBeDefined();
-    const since = cli(['logs', 'logfn', '--since', new Date(cut?.ts ?? 0).toISOString()]);
+    const since = await cli(['logs', 'logfn', '--since', new Date(cut?.ts ?? 0).toISOString()]);
     expect(since.code).toBe(0);
     expect(since.out).toContain(`about to throw E${T}`);
     expect(since.out).toContain(`direct D${T}`);
     expect(since.out).not.toContain(`start A${T}`);
     expect(since.out).not.toContain(`module loaded M${T}`);
-    expect(cli(['logs', 'logfn', '--since', '10m']).out).toContain(`start A${T}`);
-    expect(cli(['logs', 'logfn', '--since', 'yesterday-ish']).err).toMatch(/--since yesterday-ish: expected a duration/);
+    expect((await cli(['logs', 'logfn', '--since', '10m'])).out).toContain(`start A${T}`);
+    expect((await cli(['logs', 'logfn', '--since', 'yesterday-ish'])).err).toMatch(/--since yesterday-ish: expected a duration/);
     // the API says what is wrong with a bad parameter
     const bad = await api(cp, 'GET', '/v1/namespaces/default/functions/logfn/logs?limit=0');
     expect(bad.status).toBe(400);
@@ -192,7 +195,7 @@ describe('function logs', () => {
     expect(JSON.stringify(mine.body)).not.toContain(`X${T}`);
     expect((await logs('logfn', '', 'logs-y', keyY)).status).toBe(404);
     expect((await logs('logfn', '', 'default', keyY)).status).toBe(403);
-    const viaCli = cli(['logs', 'same', '-n', 'logs-x'], keyY);
+    const viaCli = await cli(['logs', 'same', '-n', 'logs-x'], keyY);
     expect(viaCli.code).not.toBe(0);
     expect(viaCli.err).toMatch(/forbidden/);
     expect(viaCli.out).not.toContain(`X${T}`);

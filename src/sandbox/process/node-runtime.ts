@@ -106,6 +106,7 @@ class NodeSandbox implements Sandbox {
   }
 }
 
+/** A log line from a runner, if well-formed: cut to length, its time never ahead of ours, a call id of sane length or none. */
 function checkedLine(l: unknown): RunnerLogLine | undefined {
   if (typeof l !== 'object' || l === null) return undefined;
   const { ts, stream, line, callId } = l as Record<string, unknown>;
