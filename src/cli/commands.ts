@@ -75,6 +75,21 @@ export function commandTable(): CommandSpec[] {
     { path: ['fn', 'get'], description: 'show one function', args: ['<name>'], options: [namespaceOption], load: () => import('./commands/fn/get.js') },
     { path: ['fn', 'rm'], description: 'delete a function', args: ['<name>'], options: [namespaceOption], load: () => import('./commands/fn/rm.js') },
 
+    {
+      path: ['logs'],
+      description: "print a function's stdout/stderr lines, oldest first: TIME CALLID STREAM LINE",
+      args: ['<fn>'],
+      options: [
+        { flags: '-n, --namespace <ns>', description: "namespace (default: your key's)" },
+        { flags: '--since <when>', description: 'only lines from this long ago (30s, 5m, 1h) or since a date-time (2025-01-31T12:00:00Z)' },
+        { flags: '--call <id>', description: 'only the lines of this call (its X-Call-Id)' },
+        { flags: '--limit <n>', description: 'at most this many lines, the newest (per poll with --follow)', default: '1000' },
+        { flags: '-f, --follow', description: 'keep printing new lines until interrupted (Ctrl-C)' },
+        { flags: '--interval <duration>', description: 'with --follow: how often to look for new lines', default: '1000ms' },
+      ],
+      load: () => import('./commands/logs.js'),
+    },
+
     // namespaces
     { path: ['ns'], description: 'namespaces (tenants), admin only' },
     { path: ['ns', 'create'], description: 'create a namespace and print its API key (shown once)', args: ['<name>'], load: () => import('./commands/ns/create.js') },

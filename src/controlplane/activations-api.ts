@@ -11,6 +11,7 @@ import { parseJson } from './http-kit.js';
 import { responseOf } from './invoke-api.js';
 import type { RouteTable } from './routes.js';
 import type { UsageLedger } from './usage-ledger.js';
+import type { FetchLogs } from './logs-api.js';
 
 export interface ActivationsApiDeps {
   routes: RouteTable;
@@ -20,6 +21,8 @@ export interface ActivationsApiDeps {
   ledger: UsageLedger;
   budgets: BudgetGate;
   clock: Clock;
+  /** The function logs, asked of the workers (see logs-api.ts). */
+  fetchLogs: FetchLogs;
 }
 
 /**
@@ -97,6 +100,16 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
     const { status, headers, body } = responseOf(a.result);
     headers['x-call-id'] = id;
     ex.send(status, headers, body);
+  });
+
+  routes.add('get', '/v1/namespaces/:ns/activations/:id/logs', async (ex, req, who) => {
+    const [ns = '', id = ''] = req.params;
+    requireNamespace(who, ns);
+    const a = d.activations.get(ns, id);
+    if (a === undefined) throw new BatonError('not_found', `activation "${id}" not found in namespace "${ns}"`);
+    // the lines its calls wrote (an async call's attempts all carry its id), as the workers still hold them
+    const r = await d.fetchLogs({ ns, fn: a.record.function, callId: id, limit: 10_000 });
+    ex.json(200, { activation: id, ...r });
   });
 
   routes.add('get', '/v1/namespaces/:ns/usage', (ex, req, who) => {

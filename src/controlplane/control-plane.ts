@@ -18,6 +18,8 @@ import { ChainCalls, DEFAULT_MAX_CALL_DEPTH } from './chain-calls.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
 import { listenExclusive } from './listen.js';
+import { LogCollector } from './log-collector.js';
+import { mountLogsApi } from './logs-api.js';
 import { Exchange } from './http-kit.js';
 import { mountInvokeApi } from './invoke-api.js';
 import { mountManagementApi } from './management-api.js';
@@ -221,6 +223,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
 
   const app = uws.App();
   const chains = new ChainCalls({ dispatcher, classes, budgets, log: o.logger.child({ component: 'chains' }), maxInvokeBodyBytes, maxDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH });
+  const logs = new LogCollector({ nodes, dispatcher, clock });
   const gateway = new WorkerGateway({
     log: o.logger.child({ component: 'gateway' }),
     store,
@@ -233,6 +236,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     maxResponseBytes,
     maxCallBodyBytes: Math.max(1, Math.floor(maxInvokeBodyBytes)),
     classes: priceClasses,
+    logs,
   });
   gateway.mount(app);
   const routes = new RouteTable(app, auth, log);
@@ -249,7 +253,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     startedAt,
   });
   mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes, budgets, async: asyncInvoker });
-  mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock });
+  const fetchLogs = mountLogsApi({ routes, functions, logs });
+  mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock, fetchLogs });
   mountProbes(app, { nodes, metrics, log });
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
@@ -290,6 +295,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       nodes.stop();
       asyncInvoker.stop();
       clearInterval(purge);
+      logs.stop();
       gateway.closeAll();
       uws.us_listen_socket_close(listenSocket);
       await functions.close();

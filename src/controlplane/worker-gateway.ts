@@ -8,6 +8,7 @@ import { CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type Worke
 import type { Store } from '../storage/store.js';
 import { tokenMatches } from './auth.js';
 import type { ChainCalls } from './chain-calls.js';
+import type { LogCollector } from './log-collector.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { NodeRegistry } from './node-registry.js';
 
@@ -35,6 +36,8 @@ export interface WorkerGatewayOptions {
   /** Price class names, cheapest first. */
   classes: readonly string[];
   helloTimeoutMs?: number;
+  /** Told which workers hold which functions' logs, and given their answers to getLogs. */
+  logs?: Pick<LogCollector, 'held' | 'answer'>;
 }
 
 /**
@@ -141,9 +144,11 @@ export class WorkerGateway {
         this.opts.nodes.heartbeat(node, f);
         return;
       case 'sandboxReady':
+        this.noteLogHolder(node, f.sandboxId);
         this.opts.dispatcher.sandboxReady(node, f.sandboxId, f.createMs, f.pid);
         return;
       case 'sandboxFailed':
+        this.noteLogHolder(node, f.sandboxId);
         this.opts.dispatcher.sandboxFailed(node, f.sandboxId, BatonError.fromWire(f.error).toWire());
         return;
       case 'sandboxGone': {
@@ -167,7 +172,16 @@ export class WorkerGateway {
         this.send(ws, data === undefined ? { t: 'bundle', hash: f.hash, error: { code: 'not_found', message: `no bundle ${f.hash}` } } : { t: 'bundle', hash: f.hash, data });
         return;
       }
+      case 'logs':
+        this.opts.logs?.answer(node, f);
+        return;
     }
+  }
+
+  /** A sandbox of ours reported from this worker: the worker now holds log lines of its function. */
+  private noteLogHolder(node: NodeState, sandboxId: string): void {
+    const sb = this.opts.dispatcher.sandboxes.get(sandboxId);
+    if (sb !== undefined && sb.node === node) this.opts.logs?.held(node, sb.fnKey);
   }
 
   private welcome(ws: WebSocket<Conn>, c: Conn, hello: Extract<WorkerFrame, { t: 'hello' }>): void {

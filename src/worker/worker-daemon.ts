@@ -9,6 +9,7 @@ import { EmulatedRuntime } from '../sandbox/emulated/emulated-runtime.js';
 import { chainError, type ChainRequest, type ChainResponse, type SandboxRuntime } from '../sandbox/runtime.js';
 import { createProcessRuntimes, type IsolationOptions } from '../sandbox/process/process-runtimes.js';
 import { BundleCache } from './bundle-cache.js';
+import { LogStore } from './log-store.js';
 import { loadNodeId } from './node-identity.js';
 import { SandboxHost } from './sandbox-host.js';
 
@@ -80,6 +81,8 @@ export class WorkerDaemon {
   private readonly closeRuntimes: () => Promise<void>;
   private readonly host: SandboxHost;
   private readonly bundles: BundleCache;
+  /** The sandboxes' output lines, for the control plane's getLogs. */
+  private readonly logs = new LogStore();
   private ws: WebSocket | undefined;
   /** A hello went out on the current connection and no welcome came back yet. */
   private helloPending = false;
@@ -113,6 +116,7 @@ export class WorkerDaemon {
         stateDir: opts.stateDir,
         nodeId: this.nodeId,
         memoryMb: this.cfg.memoryMb,
+        logs: this.logs,
         ...(opts.stemCells === undefined ? {} : { stemCells: opts.stemCells }),
         ...(opts.isolation === undefined ? {} : { isolation: opts.isolation }),
       });
@@ -312,6 +316,11 @@ export class WorkerDaemon {
         if (f.callId !== undefined) r.callId = f.callId;
         if (f.error !== undefined) r.error = BatonError.fromWire(f.error).toWire();
         answer(r);
+        return;
+      }
+      case 'getLogs': {
+        const r = this.logs.query(f);
+        this.send({ t: 'logs', reqId: f.reqId, lines: r.lines, ...(r.truncated ? { truncated: true } : {}) });
         return;
       }
     }

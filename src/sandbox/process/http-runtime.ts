@@ -5,8 +5,10 @@ import { BatonError } from '../../common/errors.js';
 import { PausableTimer } from '../../common/pausable-timer.js';
 import { terminate } from '../../common/terminate.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
+import { DISCARD_LOGS, type SandboxLogSink } from '../log-sink.js';
 import { baseEnv, errorResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Jail, Slot } from './jail.js';
+import { pipeLines } from './pipe-lines.js';
 
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection']);
 
@@ -145,6 +147,7 @@ export class HttpRuntime implements SandboxRuntime {
     private readonly jail: Jail,
     private readonly track: (child: ChildProcess, slot: Slot) => void,
     private readonly opts: { startupTimeoutMs?: number } = {},
+    private readonly logs: SandboxLogSink = DISCARD_LOGS,
   ) {}
 
   async create(id: string, spec: SandboxSpec, codeDir: string | undefined): Promise<Sandbox> {
@@ -157,8 +160,12 @@ export class HttpRuntime implements SandboxRuntime {
       const port = await freePort();
       const cwd = codeDir === undefined ? slot.scratchDir : slot.codeDir;
       const env = { ...baseEnv(), ...spec.env, PORT: String(port), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
-      shim = this.jail.spawn(slot, [this.jail.node, this.jail.script('http-shim.js'), cwd, ...command], env, ['ignore', 'inherit', 'pipe', 'ipc']);
+      // the server's stdout and stderr are its sandbox's log (no call ids: an http server's output cannot be told apart by request)
+      shim = this.jail.spawn(slot, [this.jail.node, this.jail.script('http-shim.js'), cwd, ...command], env, ['ignore', 'pipe', 'pipe', 'ipc']);
       this.track(shim, slot);
+      const log = this.logs.open(id, spec.functionKey);
+      pipeLines(shim, (stream, line) => log.write(stream, line));
+      shim.once('close', () => log.close());
       const child = shim;
       return await this.awaitReady(id, shim, port, command, spec, this.jail.control(slot, () => child.pid));
     } catch (e) {
@@ -171,7 +178,6 @@ export class HttpRuntime implements SandboxRuntime {
   private async awaitReady(id: string, shim: ChildProcess, port: number, command: string[], spec: SandboxSpec, control: SandboxControl): Promise<Sandbox> {
     let stderr = '';
     shim.stderr?.on('data', (d: Buffer) => {
-      process.stderr.write(d);
       stderr = (stderr + d.toString()).slice(-2000);
     });
     let exited: ShimMessage | undefined;

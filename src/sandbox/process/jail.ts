@@ -38,6 +38,8 @@ export interface Slot {
 const JAIL_CODE = '/code';
 const JAIL_SCRATCH = '/tmp';
 const JAIL_BATON = '/baton';
+/** The compiled scripts a sandbox runs, with the modules they import: bound read-only at JAIL_BATON. */
+const RUNNER_SCRIPTS = ['node-runner.js', 'runner-logs.js', 'line-splitter.js', 'http-shim.js'];
 
 /**
  * Runs as PID 1 of the sandbox's new PID, mount, IPC and UTS namespaces, as
@@ -186,7 +188,7 @@ export class Jail {
     const prefix = dirname(dirname(nodeBin));
     if (!['/usr', '/bin', '/sbin', '/lib'].some((p) => nodeBin.startsWith(p + sep))) this.binds.push([prefix, prefix]);
     if (process.execPath !== nodeBin) this.binds.push([nodeBin, process.execPath]);
-    for (const f of ['node-runner.js', 'http-shim.js']) this.binds.push([join(scriptsDir, f), `${JAIL_BATON}/${f}`]);
+    for (const f of RUNNER_SCRIPTS) this.binds.push([join(scriptsDir, f), `${JAIL_BATON}/${f}`]);
     // DNS: resolv.conf may point outside /etc (e.g. into /run)
     try {
       if (lstatSync('/etc/resolv.conf').isSymbolicLink()) {

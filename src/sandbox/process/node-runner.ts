@@ -7,6 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { RunnerLogCapture } from './runner-logs.js';
 import type { FromRunner, ToRunner } from './runner-protocol.js';
 
 type FetchLike = (request: Request, env: Record<string, string>, ctx: unknown) => unknown;
@@ -14,17 +15,28 @@ type FetchLike = (request: Request, env: Record<string, string>, ctx: unknown) =
 let handler: FetchLike | undefined;
 let fnEnv: Record<string, string> = {};
 
-function send(m: FromRunner): void {
+function send(m: FromRunner, done?: () => void): void {
+  if (process.send === undefined) {
+    done?.();
+    return;
+  }
   // With a callback a failed send (channel closing) is reported here instead of as an 'error' event.
-  process.send?.(m, undefined, undefined, (e: Error | null) => {
-    if (e !== null) process.stderr.write(`baton runner: could not reach the worker: ${e.message}\n`);
+  process.send(m, undefined, undefined, (e: Error | null) => {
+    if (e !== null) logs.raw('stderr', `baton runner: could not reach the worker: ${e.message}\n`);
+    done?.();
   });
 }
+
+/** The function's stdout/stderr, as lines tagged with their call, to the worker over IPC (see runner-logs.ts). */
+const logs = new RunnerLogCapture((batch, done) => send({ t: 'logs', ...batch }, done));
+logs.install();
 
 process.on('disconnect', () => process.exit(0));
 process.on('uncaughtException', (e) => {
   process.stderr.write(`baton runner: uncaught exception: ${e.stack ?? String(e)}\n`);
-  process.exit(70);
+  // the lines so far (this one too) go out first; a wedged channel must not keep a broken runner alive
+  setTimeout(() => process.exit(70), 1000).unref();
+  logs.close(() => process.exit(70));
 });
 process.on('unhandledRejection', (e) => {
   process.stderr.write(`baton runner: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
@@ -90,6 +102,7 @@ function settleCpu(): void {
 }
 
 function result(m: Extract<ToRunner, { t: 'invoke' }>, t0: number, r: { status: number; headers: Record<string, string>; body: Uint8Array }, error?: { code: 'function_error' | 'response_too_large'; message: string }): void {
+  logs.end(m.callId);
   settleCpu();
   const cpuUs = cpuShare.get(m.id) ?? 0;
   cpuShare.delete(m.id);
@@ -235,13 +248,14 @@ async function invoke(m: Extract<ToRunner, { t: 'invoke' }>): Promise<void> {
     result(m, t0, r);
   } catch (e) {
     endChains(m.id);
+    logs.error(m.callId, e);
     result(m, t0, ...failure('function_error', e instanceof Error ? e.message : String(e), 500));
   }
 }
 
 process.on('message', (m: ToRunner) => {
   if (m.t === 'load') void load(m);
-  else if (m.t === 'invoke') void invoke(m);
+  else if (m.t === 'invoke') void logs.run(m.callId, () => invoke(m));
   else if (m.t === 'callResult') chainAnswer(m);
 });
 /**

@@ -4,9 +4,11 @@ import { PausableTimer } from '../../common/pausable-timer.js';
 import { terminate } from '../../common/terminate.js';
 import type { Logger } from '../../common/logger.js';
 import type { SandboxSpec } from '../../protocol/messages.js';
+import { DISCARD_LOGS, type SandboxLog, type SandboxLogSink } from '../log-sink.js';
 import { baseEnv, chainError, errorResponse, type ChainResponse, type Sandbox, type SandboxControl, type SandboxRequest, type SandboxResponse, type SandboxRuntime } from '../runtime.js';
 import type { Jail } from './jail.js';
-import { parseChainCall, type FromRunner, type ToRunner } from './runner-protocol.js';
+import { truncateLine } from './line-splitter.js';
+import { parseChainCall, type FromRunner, type RunnerLogLine, type ToRunner } from './runner-protocol.js';
 import { StemCellPool, alive, type StemCell } from './stem-cell-pool.js';
 
 interface Pending {
@@ -139,6 +141,36 @@ class NodeSandbox implements Sandbox {
   }
 }
 
+/** A log line from a runner, if well-formed: cut to length, its time never ahead of ours, a call id of sane length or none. */
+function checkedLine(l: unknown): RunnerLogLine | undefined {
+  if (typeof l !== 'object' || l === null) return undefined;
+  const { ts, stream, line, callId } = l as Record<string, unknown>;
+  if ((stream !== 'stdout' && stream !== 'stderr') || typeof line !== 'string') return undefined;
+  const now = Date.now();
+  const out: RunnerLogLine = { ts: typeof ts === 'number' && Number.isFinite(ts) ? Math.min(ts, now) : now, stream, line: truncateLine(line) };
+  if (typeof callId === 'string' && callId.length > 0 && callId.length <= 128) out.callId = callId;
+  return out;
+}
+
+/**
+ * From now on the runner's output is this sandbox's log: the lines its
+ * capture sends over IPC (tagged with their call) and whatever reaches its
+ * stdout/stderr pipes directly (untagged). Closed when its pipes have ended.
+ */
+function attachLog(cell: StemCell, log: SandboxLog): void {
+  cell.output = (stream, line) => log.write(stream, line);
+  cell.child.on('message', (m: FromRunner) => {
+    if (m.t !== 'logs') return;
+    // the runner runs the function's code, which can send anything: keep only well-formed lines
+    for (const l of Array.isArray(m.lines) ? (m.lines as unknown[]) : []) {
+      const ok = checkedLine(l);
+      if (ok !== undefined) log.write(ok.stream, ok.line, ok.callId, ok.ts);
+    }
+    if (typeof m.dropped === 'number' && m.dropped > 0) log.write('stderr', `[baton: ${m.dropped} log lines dropped: the function wrote them faster than they could be collected]`);
+  });
+  cell.child.once('close', () => log.close());
+}
+
 /** Runtime `node`: a JS module with a default fetch handler, in a pre-started runner process. */
 export class NodejsRuntime implements SandboxRuntime {
   readonly name = 'node';
@@ -149,6 +181,7 @@ export class NodejsRuntime implements SandboxRuntime {
     private readonly jail: Jail,
     track: (cell: StemCell) => void,
     opts: { stemCells?: number } = {},
+    private readonly logs: SandboxLogSink = DISCARD_LOGS,
   ) {
     this.pool = new StemCellPool(opts.stemCells ?? 2, log, jail, track);
   }
@@ -158,6 +191,7 @@ export class NodejsRuntime implements SandboxRuntime {
     if (codeDir === undefined) throw new BatonError('sandbox_failed', 'runtime node needs a code bundle');
     const cell = await this.pool.take();
     const { child, slot } = cell;
+    attachLog(cell, this.logs.open(id, spec.functionKey));
     try {
       await this.jail.linkCode(codeDir, slot);
     } catch (e) {

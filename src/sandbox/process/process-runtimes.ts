@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { compiledSibling } from '../../common/compiled-path.js';
 import type { Logger } from '../../common/logger.js';
+import type { SandboxLogSink } from '../log-sink.js';
 import type { SandboxRuntime } from '../runtime.js';
 import { Cgroups } from './cgroups.js';
 import { HttpRuntime } from './http-runtime.js';
@@ -39,6 +40,8 @@ export interface ProcessRuntimeOptions {
   isolation?: IsolationOptions;
   /** How long an http function may take to listen on $PORT. */
   httpStartupTimeoutMs?: number;
+  /** Where the sandboxes' stdout/stderr lines go (default: dropped). */
+  logs?: SandboxLogSink;
 }
 
 /**
@@ -112,8 +115,8 @@ export function createProcessRuntimes(o: ProcessRuntimeOptions): ProcessRuntimes
       const b = cgroups.totalMemoryBytes();
       return b === undefined ? undefined : b / (1024 * 1024);
     },
-    node: new NodejsRuntime(o.log, jail, (cell) => track(cell.child, cell.slot), o.stemCells === undefined ? {} : { stemCells: o.stemCells }),
-    http: new HttpRuntime(jail, track, o.httpStartupTimeoutMs === undefined ? {} : { startupTimeoutMs: o.httpStartupTimeoutMs }),
+    node: new NodejsRuntime(o.log, jail, (cell) => track(cell.child, cell.slot), o.stemCells === undefined ? {} : { stemCells: o.stemCells }, o.logs),
+    http: new HttpRuntime(jail, track, o.httpStartupTimeoutMs === undefined ? {} : { startupTimeoutMs: o.httpStartupTimeoutMs }, o.logs),
     async close() {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...live]), new Promise((r) => (timer = setTimeout(r, 5000)))]);

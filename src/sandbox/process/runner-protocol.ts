@@ -28,8 +28,20 @@ export type ToRunner =
       error?: { code: string; message: string };
     };
 
+/** One line a function wrote to process.stdout/stderr (console.*), tagged with the call it was written from. */
+export interface RunnerLogLine {
+  /** Epoch ms when it was written. */
+  ts: number;
+  stream: 'stdout' | 'stderr';
+  line: string;
+  /** Absent for lines written outside any running call (module load, timers that outlive their call). */
+  callId?: string;
+}
+
 export type FromRunner =
   | { t: 'up' }
+  /** Log lines, batched; sent before the result of a call that wrote them. `dropped`: lines lost because the function wrote faster than they could be sent. */
+  | { t: 'logs'; lines: RunnerLogLine[]; dropped?: number }
   | { t: 'ready'; initMs: number }
   | { t: 'loadError'; message: string }
   | {

@@ -3,6 +3,7 @@ import type { Logger } from '../../common/logger.js';
 import { baseEnv } from '../runtime.js';
 import type { ProcessControl } from './control.js';
 import type { Jail, Slot } from './jail.js';
+import { pipeLines } from './pipe-lines.js';
 import type { FromRunner } from './runner-protocol.js';
 
 /** A started generic runner in its own slot (uid, namespaces, cgroup), not yet any function's. */
@@ -10,6 +11,12 @@ export interface StemCell {
   child: ChildProcess;
   slot: Slot;
   control: ProcessControl;
+  /**
+   * Where the lines of its stdout/stderr pipes go: the worker's log while it
+   * is a stem cell (only baton's own runner writes then), its sandbox's log
+   * once it is one.
+   */
+  output: (stream: 'stdout' | 'stderr', line: string) => void;
 }
 
 /**
@@ -89,8 +96,15 @@ export class StemCellPool {
         return;
       }
       const env = { ...baseEnv(), TMPDIR: slot.scratchDir, HOME: slot.scratchDir };
-      const child = this.jail.spawn(slot, [this.jail.node, this.jail.script('node-runner.js')], env, ['ignore', 'inherit', 'inherit', 'ipc'], 'advanced');
-      const cell = { child, slot, control: this.jail.control(slot, () => child.pid) };
+      // stdout/stderr are piped to us, never inherited: a function's output is its log, not the worker's
+      const child = this.jail.spawn(slot, [this.jail.node, this.jail.script('node-runner.js')], env, ['ignore', 'pipe', 'pipe', 'ipc'], 'advanced');
+      const cell: StemCell = {
+        child,
+        slot,
+        control: this.jail.control(slot, () => child.pid),
+        output: (stream, line) => this.log.warn({ slot: slot.id, stream, line }, 'output of a stem-cell runner'),
+      };
+      pipeLines(child, (stream, line) => cell.output(stream, line));
       this.track(cell);
       const onMessage = (m: FromRunner): void => {
         if (m.t !== 'up') return;
