@@ -9,6 +9,7 @@ import { CliError } from '../client.js';
 const TOOLS = [
   { path: ['bench', 'churn'], what: 'sandbox churn: cold-start sweep against emulated workers (Dirigent method)', module: '../../../bench/churn/run.js', entry: 'runChurnCli' },
   { path: ['bench', 'coldstart'], what: 'real cold starts on the node runtime, end to end', module: '../../../bench/coldstart/run.js', entry: 'runColdStartCli' },
+  { path: ['bench', 'crowding'], what: 'critical latency alone, under a batch flood, and with price classes off (real process sandboxes)', module: '../../../bench/crowding/run.js', entry: 'runCrowdingCli' },
   { path: ['bench', 'warm'], what: 'warm-path throughput and control-plane overhead (emulated sandboxes)', module: '../../../bench/warm/run.js', entry: 'runWarmCli' },
   { path: ['sim'], what: 'price-class scheduling simulator (`baton sim --help`)', module: '../../sim/cli.js', entry: 'runSimCli' },
 ] as const;
