@@ -10,6 +10,6 @@ describe('planFunctions', () => {
       [200, 2],
     ]);
     expect(p.batch.every((f) => f.priceClass === 'batch')).toBe(true);
-    expect(p.critical).toMatchObject({ priceClass: 'critical', spinMs: 4, sandboxes: 4 });
+    expect(p.critical).toMatchObject({ priceClass: 'critical', spinMs: 4, sandboxes: 8 });
   });
 });

@@ -21,6 +21,7 @@ describe('parseCrowdingArgs', () => {
     expect(() => parseCrowdingArgs(['--phases', 'alone,alone'], 2)).toThrow(/named twice/);
     expect(() => parseCrowdingArgs(['--client-nice', '20'], 2)).toThrow(/--client-nice/);
     expect(() => parseCrowdingArgs(['--duration', '2', '--rounds', '4'], 2)).toThrow(/--rounds/);
+    expect(() => parseCrowdingArgs(['--cpu-shares', '1'], 2)).toThrow(/--cpu-shares/);
     expect(() => parseCrowdingArgs(['--bogus'], 2)).toThrow();
   });
 });

@@ -30,6 +30,8 @@ export interface CrowdingOptions {
   phases: PhaseName[];
   /** Nice value for the load generator itself (undefined: leave it as started). */
   clientNice?: number;
+  /** Run the whole experiment in a CPU cgroup of its own with this cpu.shares (undefined: where it was started). */
+  cpuShares?: number;
   out?: string;
 }
 
@@ -51,6 +53,10 @@ export const HELP = `baton bench crowding — the crowding experiment: critical 
   --bin S              plot bin width, s (default 1)
   --timeout S          a critical call with no answer after this long fails (default 10)
   --client-nice N      nice value for this load generator (e.g. -5; default: unchanged)
+  --cpu-shares N       run everything (load generator, control plane, workers and their
+                       sandboxes) in a CPU cgroup of its own with this weight, where a
+                       normal process group has 1024, so other work on a shared machine
+                       takes less from the experiment (cgroup v1, root; default: off)
   --out FILE           write the results as JSON, and the plot next to it (.svg)
 
 Starts a control plane and N workers with real process sandboxes (node runners)
@@ -84,6 +90,7 @@ export function parseCrowdingArgs(argv: string[], machineCores: number): Crowdin
       bin: { type: 'string', default: '1' },
       timeout: { type: 'string', default: '10' },
       'client-nice': { type: 'string' },
+      'cpu-shares': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -116,6 +123,11 @@ export function parseCrowdingArgs(argv: string[], machineCores: number): Crowdin
     const n = num('client-nice', values['client-nice'], -20, true);
     if (n > 19) throw new RangeError(`--client-nice: expected an integer from -20 to 19, got "${values['client-nice']}"`);
     o.clientNice = n;
+  }
+  if (values['cpu-shares'] !== undefined) {
+    const n = num('cpu-shares', values['cpu-shares'], 2, true);
+    if (n > 262_144) throw new RangeError(`--cpu-shares: expected an integer from 2 to 262144, got "${values['cpu-shares']}"`);
+    o.cpuShares = n;
   }
   if (values.out !== undefined) o.out = values.out;
   return o;

@@ -6,6 +6,7 @@ import { round } from '../lib/stats.js';
 import { latencyBins, p99Ratios, summarizeBatch, summarizeCritical, textTable, type BatchSummary, type CallRecord, type CriticalSummary, type LatencyBin, type Part, type WindowCalls } from './analysis.js';
 import { CrowdingCluster, type NodeInfo } from './cluster.js';
 import { CrowdingError } from './crowding-error.js';
+import { OwnCpuGroup } from './cpu-group.js';
 import { CliError } from '../../src/cli/client.js';
 import { cpuBetween, mergeCpu, snapshotCpu, type CpuGroups, type CpuSnapshot, type CpuUse } from './cpu.js';
 import { deployFunctions, planFunctions, type SpinFunction } from './functions.js';
@@ -265,7 +266,7 @@ export async function runCrowding(o: CrowdingOptions): Promise<CrowdingReport> {
 }
 
 export function formatReport(r: CrowdingReport): string {
-  const head = ['phase', 'critical n', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'late', 'off-CPU p99 ms', 'batch ok/s', 'batch err', 'preempt', 'cp cores', 'busy cores', 'steal'];
+  const head = ['phase', 'critical n', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors', 'late', 'off-CPU p99 ms', 'batch ok/s', 'batch err', 'preempt', 'cp cores', 'busy cores', 'others', 'steal'];
   const rows = r.phases.map((p) => [
     p.label,
     p.critical.completed,
@@ -281,6 +282,7 @@ export function formatReport(r: CrowdingReport): string {
     p.preemptions.fromNodes ?? p.preemptions.batchCallsPreempted ?? 'n/a',
     p.cpu.controlPlane,
     p.cpu.machineBusy,
+    p.cpu.others,
     p.cpu.steal,
   ]);
   const lines = [textTable(head, rows), '', 'where the slowest 1 % of critical calls spent their time (mean ms; p50 of all calls in brackets):'];
@@ -300,9 +302,10 @@ export function formatReport(r: CrowdingReport): string {
   }
   lines.push(
     '',
-    `${c.workers} worker(s) × ${c.cores} cores; critical ${c.criticalRate}/s × ${c.criticalMs} ms CPU; batch ${c.batchInflight} in flight over ${c.batchMs.join('/')} ms functions; ${c.durationS} s per phase${c.rounds > 1 ? ` in ${c.rounds} alternating windows` : ''}.`,
+    `${c.workers} worker(s) × ${c.cores} cores; critical ${c.criticalRate}/s × ${c.criticalMs} ms CPU; batch ${c.batchInflight} in flight over ${c.batchMs.join('/')} ms functions; ${c.durationS} s per phase${c.rounds > 1 ? ` in ${c.rounds} alternating windows` : ''}${c.cpuShares === undefined ? '' : `; the whole experiment in its own CPU cgroup, cpu.shares ${c.cpuShares}`}.`,
     'late: sent in the window, answered after it closed (not in the percentiles). off-CPU: critical handler wall - CPU time during its spin.',
-    'preempt: preemptions reported by the control plane (n/a: it does not report them yet). cores: average cores busy during the window.',
+    'preempt: preemptions reported by the control plane (n/a: it does not report them yet).',
+    'cores: average cores busy during the windows; others: busy cores not used by this run (other processes on the machine).',
   );
   if (r.workerWarnings.count > 0) lines.push(`the workers logged ${r.workerWarnings.count} warning(s); first: ${r.workerWarnings.first[0] ?? ''}`);
   return lines.join('\n');
@@ -332,7 +335,16 @@ async function crowdingCli(argv: string[]): Promise<void> {
       throw new CrowdingError(`--client-nice ${o.clientNice}: cannot set this process's priority (${(e as Error).message}); negative values need root or CAP_SYS_NICE`, { cause: e });
     }
   }
-  const report = await runCrowding(o);
+  const group = o.cpuShares === undefined ? undefined : OwnCpuGroup.enter(o.cpuShares);
+  const leave = (): void => group?.leave();
+  process.once('exit', leave);
+  let report: CrowdingReport;
+  try {
+    report = await runCrowding(o);
+  } finally {
+    process.off('exit', leave);
+    leave();
+  }
   const m = report.machine;
   process.stdout.write(`\ncrowding, real process sandboxes, on ${String(m['cpu'])} × ${String(m['cores'])}, ${String(m['os'])}, node ${String(m['node'])}\n${formatReport(report)}\n`);
   if (o.out !== undefined) {
