@@ -110,7 +110,8 @@ export class CrowdingCluster {
           if (line.trim() === '') continue;
           w.tail.push(line);
           if (w.tail.length > 20) w.tail.shift();
-          this.warnings.push(`${name}: ${line}`);
+          // what a worker says while being stopped is about stopping, not about the run
+          if (!this.stopping.has(proc)) this.warnings.push(`${name}: ${line}`);
         }
       });
       proc.once('exit', (code, signal) => {

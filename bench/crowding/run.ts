@@ -351,7 +351,8 @@ async function crowdingCli(argv: string[]): Promise<void> {
     writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
     const svgPath = `${o.out.replace(/\.json$/, '')}.svg`;
     const plotPhases: PlotPhase[] = report.phases.map((p, i) => ({ label: p.label, offsetS: i * o.durationS, durationS: o.durationS, bins: p.bins, p99: p.critical.e2eMs.p99 }));
-    writeFileSync(svgPath, crowdingSvg(`Critical latency (${o.criticalRate}/s × ${o.criticalMs} ms CPU), ${o.workers} worker(s) × ${o.cores} cores, real process sandboxes`, plotPhases, o.binS));
+    const title = `Critical latency, ${o.criticalRate}/s × ${o.criticalMs} ms CPU; ${o.workers} worker(s) × ${o.cores} cores; real process sandboxes${o.cpuShares === undefined ? '' : `; cpu.shares ${o.cpuShares}`}`;
+    writeFileSync(svgPath, crowdingSvg(title, plotPhases, o.binS));
     process.stdout.write(`results written to ${o.out} and ${svgPath}\n`);
   }
 }
