@@ -2,9 +2,22 @@ import { Agent, request } from 'node:http';
 
 export interface Sample {
   ok: boolean;
+  /** HTTP status, 0 when no response came (connection error, client timeout). */
   status: number;
   e2eMs: number;
   timing: Record<string, number>;
+  /** The response body, when the call asked to keep it. */
+  body?: string;
+  /** Why no response came (client side), when status is 0. */
+  error?: string;
+}
+
+export interface PostOptions {
+  headers?: Record<string, string>;
+  /** Give up after this long: the call fails with status 0 at that time. */
+  timeoutMs?: number;
+  /** Keep the response body (as text) in the sample. */
+  keepBody?: boolean;
 }
 
 /** Parse `Server-Timing: a;dur=1, b;dur=2` into { a: 1, b: 2 }. */
@@ -34,22 +47,39 @@ export class LoadClient {
     this.port = Number(u.port);
   }
 
-  post(path: string, body: string, done: (s: Sample) => void): void {
+  post(path: string, body: string, done: (s: Sample) => void, opts: PostOptions = {}): void {
     const t0 = performance.now();
     this.inflight++;
-    const finish = (status: number, timing: Record<string, number>): void => {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (status: number, timing: Record<string, number>, text?: string, error?: string): void => {
+      if (settled) return;
+      settled = true;
+      if (timer !== undefined) clearTimeout(timer);
       this.inflight--;
-      done({ ok: status >= 200 && status < 300, status, e2eMs: performance.now() - t0, timing });
+      const s: Sample = { ok: status >= 200 && status < 300, status, e2eMs: performance.now() - t0, timing };
+      if (text !== undefined) s.body = text;
+      if (error !== undefined) s.error = error;
+      done(s);
     };
     const req = request(
-      { host: this.host, port: this.port, method: 'POST', path, agent: this.agent, headers: { authorization: `Bearer ${this.apiKey}`, 'content-length': Buffer.byteLength(body) } },
+      { host: this.host, port: this.port, method: 'POST', path, agent: this.agent, headers: { ...opts.headers, authorization: `Bearer ${this.apiKey}`, 'content-length': Buffer.byteLength(body) } },
       (res) => {
-        res.resume();
-        res.on('end', () => finish(res.statusCode ?? 0, parseServerTiming(res.headers['server-timing'] as string | undefined)));
-        res.on('error', () => finish(0, {}));
+        const chunks: Buffer[] = [];
+        if (opts.keepBody === true) res.on('data', (c: Buffer) => chunks.push(c));
+        else res.resume();
+        res.on('end', () => finish(res.statusCode ?? 0, parseServerTiming(res.headers['server-timing'] as string | undefined), opts.keepBody === true ? Buffer.concat(chunks).toString('utf8') : undefined));
+        res.on('error', (e) => finish(0, {}, undefined, e.message));
       },
     );
-    req.on('error', () => finish(0, {}));
+    if (opts.timeoutMs !== undefined) {
+      const limit = opts.timeoutMs;
+      timer = setTimeout(() => {
+        finish(0, {}, undefined, `no response within ${limit} ms`);
+        req.destroy();
+      }, limit);
+    }
+    req.on('error', (e) => finish(0, {}, undefined, e.message));
     req.end(body);
   }
 
@@ -60,9 +90,10 @@ export class LoadClient {
 
 /**
  * Fire `fire(k)` at `rate` per second for `durationMs`, on schedule (open
- * loop): late ticks catch up instead of shifting the schedule.
+ * loop): late ticks catch up instead of shifting the schedule. An `onTick`
+ * that returns false stops the loop early; it resolves with the calls fired.
  */
-export function openLoop(rate: number, durationMs: number, fire: (k: number) => void, onTick?: (sent: number) => void): Promise<number> {
+export function openLoop(rate: number, durationMs: number, fire: (k: number) => void, onTick?: (sent: number) => boolean | void): Promise<number> {
   return new Promise((resolve) => {
     const start = performance.now();
     const total = Math.floor((rate * durationMs) / 1000);
@@ -71,8 +102,7 @@ export function openLoop(rate: number, durationMs: number, fire: (k: number) => 
       const elapsed = performance.now() - start;
       const due = Math.min(total, Math.floor((elapsed * rate) / 1000) + 1);
       while (k < due) fire(k++);
-      onTick?.(k);
-      if (k >= total) resolve(k);
+      if (onTick?.(k) === false || k >= total) resolve(k);
       else setTimeout(step, Math.max(0, ((k * 1000) / rate) - (performance.now() - start)));
     };
     step();

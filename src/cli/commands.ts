@@ -117,6 +117,7 @@ export function commandTable(): CommandSpec[] {
     // benchmarks and the simulator (see bench/README.md)
     { path: ['bench'], description: 'benchmarks (see bench/README.md)' },
     tool(['bench', 'churn'], 'sandbox churn: cold-start sweep against emulated workers (Dirigent method)', '../../bench/churn/run.js', 'runChurnCli'),
+    tool(['bench', 'crowding'], 'critical latency alone, under a batch flood, and with price classes off (real process sandboxes)', '../../bench/crowding/run.js', 'runCrowdingCli'),
     tool(['bench', 'coldstart'], 'real cold starts on the node runtime, end to end', '../../bench/coldstart/run.js', 'runColdStartCli'),
     tool(['bench', 'cli'], 'CLI start time: median and p90 of baton --version, fn ls and invoke, each a new process', '../../bench/cli/run.js', 'runCliStartCli'),
     tool(['bench', 'warm'], 'warm-path throughput and control-plane overhead (emulated sandboxes)', '../../bench/warm/run.js', 'runWarmCli'),
