@@ -56,6 +56,8 @@ export interface MachineObserver {
 export class MachineController {
   private readonly sched: PriorityMachineScheduler<Job>;
   private readonly jobs = new Map<Sandbox, Job>();
+  /** What was last written to each sandbox's cgroup, across its jobs. */
+  private readonly written = new WeakMap<Sandbox, { rank: number; cpu: number }>();
   private nextId = 1;
   preemptions = 0;
 
@@ -240,7 +242,15 @@ export class MachineController {
         continue;
       }
       job.core = d.core;
-      if (this.cpus.length > 0) job.sandbox.control.pin(this.cpus[d.core % this.cpus.length], this.cpus.join(','));
+      if (this.cpus.length > 0) {
+        // a sandbox keeps its last pin between calls: write the cpuset only when the core changes
+        const cpu = this.cpus[d.core % this.cpus.length] as number;
+        const applied = this.applied(job.sandbox);
+        if (applied.cpu !== cpu) {
+          applied.cpu = cpu;
+          job.sandbox.control.pin(cpu, this.cpus.join(','));
+        }
+      }
       this.applyRank(job);
       if (job.frozen) this.thaw(job);
       this.observer.onRun?.(job.sandbox, true);
@@ -254,7 +264,20 @@ export class MachineController {
   private applyRank(job: Job): void {
     if (job.appliedRank === job.rank) return;
     job.appliedRank = job.rank;
+    // and its class (CPU weight, kill order) only when it changes: cgroup and /proc writes cost
+    const applied = this.applied(job.sandbox);
+    if (applied.rank === job.rank) return;
+    applied.rank = job.rank;
     job.sandbox.control.setRank(job.rank, this.ranks);
+  }
+
+  private applied(sb: Sandbox): { rank: number; cpu: number } {
+    let w = this.written.get(sb);
+    if (w === undefined) {
+      w = { rank: -1, cpu: -1 };
+      this.written.set(sb, w);
+    }
+    return w;
   }
 
   private thaw(job: Job): void {

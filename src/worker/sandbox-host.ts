@@ -228,8 +228,9 @@ export class SandboxHost {
       if (settled) return;
       settled = true;
       held.calls.delete(call);
-      this.machine?.done(sandbox, call);
       const metered = call.sentAt >= 0 ? held.meter.end(call) : { cpuUs: undefined, mbMs: 0 };
+      // a call that ends is not frozen; what it spent frozen so far is final
+      const preemptMs = call.preemptedMs + (call.pausedAt >= 0 ? this.clock() - call.pausedAt : 0);
       held.inflight--;
       this.inflight--;
       if (held.evicting === 'kill' && (r.error?.code === 'sandbox_failed' || r.status >= 500)) {
@@ -239,7 +240,9 @@ export class SandboxHost {
       } else if (r.body.byteLength > maxResponseBytes) {
         r = errorResponse(502, 'response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${maxResponseBytes} bytes`, r.execMs);
       }
-      this.reply(f, r, { cpuUs: metered.cpuUs ?? r.cpuUs ?? 0, mbMs: metered.mbMs, preemptMs: call.preemptedMs, waitMs: Math.max(0, (call.sentAt >= 0 ? call.sentAt : this.clock()) - call.arrivedAt) });
+      // answer first, then hand the core on (thawing and re-pinning another sandbox is not this call's latency)
+      this.reply(f, r, { cpuUs: metered.cpuUs ?? r.cpuUs ?? 0, mbMs: metered.mbMs, preemptMs, waitMs: Math.max(0, (call.sentAt >= 0 ? call.sentAt : this.clock()) - call.arrivedAt) });
+      this.machine?.done(sandbox, call);
       if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
     held.calls.set(call, finish);
