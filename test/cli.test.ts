@@ -124,4 +124,35 @@ describe('the baton command against a real cluster', () => {
     expect(bare.status).toBe(0);
     expect((JSON.parse(bare.stdout) as { namespaces: { name: string }[] }).namespaces.map((n) => n.name)).toContain('team-json');
   });
+
+  it('async invocations, activations, their logs, usage and budgets from the command line', { timeout: 60_000 }, async () => {
+    expect(run('deploy', '-f', join(REPO, 'examples/hello/baton.yaml')).code).toBe(0);
+    const accepted = run('invoke', 'hello', '-d', 'later', '--async');
+    expect(accepted.code, accepted.err).toBe(0);
+    const id = accepted.out.trim();
+    expect(id).toMatch(/^call-/);
+    let result = run('activation', 'result', id);
+    for (let i = 0; i < 100 && result.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      result = run('activation', 'result', id);
+    }
+    expect(result.out).toBe('hello, later!\n');
+    const rec = JSON.parse(run('activation', 'get', id).out) as { id: string; status: string; async: boolean };
+    expect(rec).toMatchObject({ id, status: 'success', async: true });
+    const ls = run('activation', 'ls', '--function', 'hello');
+    expect(ls.out).toMatch(/ID\s+FUNCTION\s+CLASS\s+STATUS/);
+    expect(ls.out).toContain(id);
+    expect(run('activation', 'logs', id).out).toMatch(new RegExp(`${id}.*greeting later`));
+    const usage = run('usage');
+    expect(usage.code, usage.err).toBe(0);
+    expect(usage.out).toMatch(/hello\s+standard\s+\d+/);
+    expect(run('ns', 'budget', 'default', '1000').out).toMatch(/budget:\s+1000 per month/);
+    const shown = JSON.parse(run('-o', 'json', 'ns', 'budget', 'default').out) as { monthly: number; throttled: string[] };
+    expect(shown.monthly).toBe(1000);
+    expect(shown.throttled).toEqual([]);
+    expect(run('ns', 'budget', 'default', 'none').out).toMatch(/budget:\s+none/);
+    const bad = run('ns', 'budget', 'default', 'lots');
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/expected a non-negative number/);
+  });
 });

@@ -94,6 +94,7 @@ export function commandTable(): CommandSpec[] {
     { path: ['ns'], description: 'namespaces (tenants), admin only' },
     { path: ['ns', 'create'], description: 'create a namespace and print its API key (shown once)', args: ['<name>'], load: () => import('./commands/ns/create.js') },
     { path: ['ns', 'ls'], description: 'list namespaces', load: () => import('./commands/ns/ls.js') },
+    { path: ['ns', 'budget'], description: "show a namespace's monthly budget (spend, pace, throttled classes), or set it (admin); 'none' removes it", args: ['<ns>', '[amount]'], load: () => import('./commands/ns/budget.js') },
 
     // calls
     {
@@ -106,9 +107,17 @@ export function commandTable(): CommandSpec[] {
         { flags: '-H, --header <header...>', description: 'extra request header "Name: value"' },
         { flags: '--price-class <class>', description: 'price class of this call' },
         { flags: '-v, --verbose', description: 'print status, call id and timing to stderr' },
+        { flags: '--async', description: 'accept the call to run later and print its id (see baton activation)' },
+        { flags: '--callback-url <url>', description: 'with --async: POST the result here when the call ends' },
       ],
       load: () => import('./commands/invoke.js'),
     },
+    { path: ['activation'], description: 'records of calls: their status, metering, results and logs' },
+    { path: ['activation', 'ls'], description: 'list the newest records', options: [namespaceOption, { flags: '--function <fn>', description: 'only this function' }, { flags: '--since <when>', description: 'only calls since then: a duration ago (5m), an ISO date or epoch ms' }, { flags: '--limit <n>', description: 'at most this many (1-1000)', default: '50' }], load: () => import('./commands/activation/ls.js') },
+    { path: ['activation', 'get'], description: 'one record', args: ['<id>'], options: [namespaceOption], load: () => import('./commands/activation/get.js') },
+    { path: ['activation', 'result'], description: "an async call's result, as the call would have answered (body to stdout)", args: ['<id>'], options: [namespaceOption], load: () => import('./commands/activation/result.js') },
+    { path: ['activation', 'logs'], description: 'the log lines a call wrote', args: ['<id>'], options: [namespaceOption], load: () => import('./commands/activation/logs.js') },
+    { path: ['usage'], description: 'CPU, memory and cost of a namespace, by class and function (default: this month)', options: [namespaceOption, { flags: '--from <when>', description: 'from (ISO date, epoch ms, or a duration ago)' }, { flags: '--to <when>', description: 'to (default: now)' }], load: () => import('./commands/usage.js') },
 
     // cluster
     { path: ['nodes'], description: 'list workers', load: () => import('./commands/nodes.js') },

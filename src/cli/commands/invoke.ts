@@ -10,6 +10,8 @@ interface InvokeFlags {
   header?: string[];
   priceClass?: string;
   verbose?: boolean;
+  async?: boolean;
+  callbackUrl?: string;
 }
 
 /** `-d data`, `-d @file`, `-d -` (stdin). */
@@ -57,6 +59,16 @@ export async function run({ args: [name], opts, globals }: Invocation<InvokeFlag
   const headers = parseHeaders(opts.header ?? []);
   if (opts.priceClass !== undefined) headers['x-price-class'] = opts.priceClass;
   const body = readData(opts.data);
+  if (opts.callbackUrl !== undefined && opts.async !== true) throw new CliError('--callback-url: only with --async');
+  if (opts.async === true) {
+    if (opts.callbackUrl !== undefined) headers['x-callback-url'] = opts.callbackUrl;
+    const a = check(await request(t, opts.method.toUpperCase(), `/async-function/${encodeURIComponent(name)}`, body ?? new Uint8Array(), headers));
+    const accepted = a.json<{ id: string; status: string; location: string }>();
+    if (globals.output === 'json') process.stdout.write(`${JSON.stringify(accepted, null, 2)}\n`);
+    else process.stdout.write(`${accepted.id}\n`);
+    if (opts.verbose === true) process.stderr.write(`accepted: ${accepted.location}\nresult: baton activation result ${accepted.id}\n`);
+    return;
+  }
   const r: Reply = await withWaitingLine(name, request(t, opts.method.toUpperCase(), `/function/${encodeURIComponent(name)}`, body ?? new Uint8Array(), headers));
   if (opts.verbose === true) {
     process.stderr.write(`status: ${r.status}\ncall id: ${r.headers.get('x-call-id') ?? '-'}\nserver-timing: ${r.headers.get('server-timing') ?? '-'}\n`);
