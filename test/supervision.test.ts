@@ -27,10 +27,14 @@ function descendants(root: number): number[] {
   return out;
 }
 
+/** Every `baton dev` a test started, so a failed test cannot leave its process group behind. */
+const devGroups: number[] = [];
+
 function startDev(): { proc: ReturnType<typeof spawn>; dir: string; output: () => string } {
   const dir = tempDir('dev-sup');
   // its own process group, like a shell job, so a "Ctrl-C" can go to the whole group
   const proc = spawn(process.execPath, [BIN, 'dev', '--port', '0'], { cwd: dir, env: { ...process.env, BATON_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (proc.pid !== undefined) devGroups.push(proc.pid);
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -50,7 +54,16 @@ async function devCluster(dev: ReturnType<typeof startDev>): Promise<{ url: stri
 
 describe('supervised like a daemon', () => {
   const dirs: string[] = [];
-  afterAll(() => stopAll(dirs));
+  afterAll(async () => {
+    for (const pgid of devGroups) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // gone already, as it should be
+      }
+    }
+    await stopAll(dirs);
+  });
 
   it('Ctrl-C of baton dev leaves no process behind, http servers included', { timeout: 60_000 }, async () => {
     const dev = startDev();
