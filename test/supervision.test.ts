@@ -102,7 +102,10 @@ describe('supervised like a daemon', () => {
     // a new call is placed on the other worker while the first one finishes
     const meanwhile = await api(cp, 'POST', '/function/sleepy', '10');
     expect(meanwhile.status).toBe(200);
-    expect((await sandboxes(cp, 'sleepy')).filter((s) => s.state !== 'draining').map((s) => s.node)).toEqual(['staying']);
+    // the autoscaler may add a second one (two calls are in flight, one on a draining sandbox): what matters is where they go
+    const placed = (await sandboxes(cp, 'sleepy')).filter((s) => s.state !== 'draining').map((s) => s.node);
+    expect(placed.length).toBeGreaterThan(0);
+    expect(new Set(placed)).toEqual(new Set(['staying']));
     const done = await running;
     expect(done.status).toBe(200);
     expect((done.body as { slept: number }).slept).toBe(2500);
