@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
 import { apiJson, metricValue, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { lineChart } from '../../src/sim/svg-plot.js';
 import { percentile, round } from '../lib/stats.js';
 
 const FLEET = fileURLToPath(new URL('./fleet.js', import.meta.url));
@@ -27,12 +28,30 @@ export interface ChurnResult {
   rate: number;
   functions: number;
   sent: number;
+  /**
+   * Kept for comparison with older results: creations requested per second of
+   * load. It overstates throughput (a request is not a completed creation).
+   */
   achievedPerSec: number;
+  /** Creations the workers confirmed ready inside the load window, per second of the window. */
+  completedPerSec: number;
+  /** completedPerSec kept up with the offered rate (≥ 95 %) and no backlog built up. */
+  sustained: boolean;
+  /** Calls sent but not answered when the window closed. */
+  backlogAtEnd: number;
   coldPerSec: number;
   coldFraction: number;
+  /** End to end, every call, failures included (a failure counts at its time to failure). */
   e2eMs: { p50: number; p99: number };
+  /** Control-plane time from the request's arrival to the frame written to the worker (Server-Timing sched). */
   schedMs: { p50: number; p99: number };
   errors: number;
+  /** Failures by HTTP status (0: no response). */
+  errorsByStatus: Record<string, number>;
+  /** The control plane's own CPU (all threads) over the window, per completed creation. */
+  cpuUsPerCreation: number;
+  /** The control plane's CPU over the window as cores. */
+  cpCores: number;
 }
 
 const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep, against emulated workers
@@ -48,7 +67,16 @@ const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep
 
 Every function has max scale 1 and a keep-alive shorter than the cooldown, so every
 invocation is a cold start. Starts its own control plane and fleet as child processes.
-Results are labelled emulated: no real sandbox is created.`;
+Results are labelled emulated: no real sandbox is created.
+
+Counted honestly: a creation counts only when its worker confirmed the sandbox ready
+inside the load window (completed/s = those ÷ the window); a rate is marked not
+sustained when completions fall below 95 % of it or a backlog builds. End-to-end
+latency includes failed calls (at their time to failure); scheduling latency runs
+from the request's arrival at the control plane to the frame written to the worker.
+The control plane's own CPU per completed creation is reported too: it depends far
+less on how busy the machine is than latency does. With --out, an SVG plot of the
+sweep is written next to the JSON.`;
 
 export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
   const { values } = parseArgs({
@@ -109,13 +137,15 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
   const fnCount = Math.ceil(rate * o.cooldownS);
   const names = await deployFunctions(cp, `r${rate}`, fnCount, o.cooldownS);
   const samples: Sample[] = [];
-  const before = await metricValue(cp, 'baton_sandbox_creations_total');
+  const createdBefore = await metricValue(cp, 'baton_sandbox_creations_total');
+  const readyBefore = await metricValue(cp, 'baton_sandbox_ready_total');
+  const cpuBefore = await metricValue(cp, 'baton_process_cpu_seconds');
   const t0 = performance.now();
   let lastPrint = 0;
   const sent = await openLoop(
     rate,
     o.durationS * 1000,
-    (k) => client.post(`/function/${names[k % fnCount] as string}`, '', (s) => samples.push(s)),
+    (k) => client.post(`/function/${names[k % fnCount] as string}`, '', (s) => samples.push(s), { timeoutMs: 30_000 }),
     (n) => {
       const now = performance.now();
       if (now - lastPrint > 1000) {
@@ -124,38 +154,77 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
       }
     },
   );
-  const loadMs = performance.now() - t0;
-  const drainDeadline = performance.now() + 30_000;
+  // the window closes when the last call of it was sent: what completed by now counts, nothing after
+  const windowMs = performance.now() - t0;
+  const readyAfter = await metricValue(cp, 'baton_sandbox_ready_total');
+  const cpuAfter = await metricValue(cp, 'baton_process_cpu_seconds');
+  const createdAfter = await metricValue(cp, 'baton_sandbox_creations_total');
+  const answeredInWindow = samples.length;
+  // latency of every call sent in the window, however long it takes (up to the client timeout)
+  const drainDeadline = performance.now() + 35_000;
   while (samples.length < sent && performance.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
-  const after = await metricValue(cp, 'baton_sandbox_creations_total');
   const ok = samples.filter((s) => s.ok);
+  const failed = samples.filter((s) => !s.ok);
+  const errorsByStatus: Record<string, number> = {};
+  for (const f of failed) errorsByStatus[String(f.status)] = (errorsByStatus[String(f.status)] ?? 0) + 1;
+  const unanswered = sent - samples.length;
+  if (unanswered > 0) errorsByStatus['unanswered'] = unanswered;
   const cold = ok.filter((s) => (s.timing['cold'] ?? 0) > 0);
+  const completed = readyAfter - readyBefore;
+  const windowS = windowMs / 1000;
+  const withSched = samples.filter((s) => s.timing['sched'] !== undefined);
+  const completedPerSec = round(completed / windowS, 1);
+  const backlogAtEnd = sent - answeredInWindow;
   const result: ChurnResult = {
     rate,
     functions: fnCount,
     sent,
-    achievedPerSec: round((after - before) / (loadMs / 1000), 1),
-    coldPerSec: round(cold.length / (loadMs / 1000), 1),
+    achievedPerSec: round((createdAfter - createdBefore) / windowS, 1),
+    completedPerSec,
+    sustained: completedPerSec >= 0.95 * rate && backlogAtEnd <= Math.max(10, rate * 0.2),
+    backlogAtEnd,
+    coldPerSec: round(cold.length / windowS, 1),
     coldFraction: round(ok.length === 0 ? 0 : cold.length / ok.length, 3),
-    e2eMs: { p50: round(percentile(ok.map((s) => s.e2eMs), 50)), p99: round(percentile(ok.map((s) => s.e2eMs), 99)) },
-    schedMs: { p50: round(percentile(ok.map((s) => s.timing['sched'] ?? 0), 50), 3), p99: round(percentile(ok.map((s) => s.timing['sched'] ?? 0), 99), 3) },
-    errors: sent - ok.length,
+    e2eMs: { p50: round(percentile(samples.map((s) => s.e2eMs), 50)), p99: round(percentile(samples.map((s) => s.e2eMs), 99)) },
+    schedMs: { p50: round(percentile(withSched.map((s) => s.timing['sched'] ?? 0), 50), 3), p99: round(percentile(withSched.map((s) => s.timing['sched'] ?? 0), 99), 3) },
+    errors: failed.length + unanswered,
+    errorsByStatus,
+    cpuUsPerCreation: completed === 0 ? 0 : round(((cpuAfter - cpuBefore) * 1e6) / completed, 1),
+    cpCores: round((cpuAfter - cpuBefore) / windowS, 2),
   };
-  progress(`rate ${rate}/s done: ${result.achievedPerSec} creations/s, e2e p99 ${result.e2eMs.p99} ms, sched p99 ${result.schedMs.p99} ms, errors ${result.errors}`, true);
+  progress(
+    `rate ${rate}/s done: ${result.completedPerSec} creations/s completed in the window${result.sustained ? '' : ' (NOT sustained)'}, e2e p99 ${result.e2eMs.p99} ms, sched p99 ${result.schedMs.p99} ms, errors ${result.errors}, ${result.cpuUsPerCreation} µs CPU/creation`,
+    true,
+  );
   // let this rate's sandboxes scale to zero before the next one
   await new Promise((r) => setTimeout(r, o.cooldownS * 1000));
   return result;
 }
 
+/** Latency against offered rate, like Dirigent's cold-start sweep. */
+export function sweepPlot(results: readonly ChurnResult[], title: string): string {
+  return lineChart({
+    title,
+    xLabel: 'offered cold starts / s',
+    yLabel: 'latency (ms, log)',
+    logY: true,
+    series: [
+      { name: 'e2e p50', points: results.map((r) => [r.rate, Math.max(0.01, r.e2eMs.p50)]) },
+      { name: 'e2e p99', points: results.map((r) => [r.rate, Math.max(0.01, r.e2eMs.p99)]) },
+      { name: 'sched p99', points: results.map((r) => [r.rate, Math.max(0.01, r.schedMs.p99)]) },
+    ],
+  });
+}
+
 export function formatTable(results: ChurnResult[]): string {
-  const head = ['rate/s', 'functions', 'creations/s', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors'];
-  const rows = results.map((r) => [r.rate, r.functions, r.achievedPerSec, `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors].map(String));
+  const head = ['offered/s', 'completed/s', 'sustained', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors', 'CP µs/creation', 'CP cores'];
+  const rows = results.map((r) => [r.rate, r.completedPerSec, r.sustained ? 'yes' : 'NO', `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors, r.cpuUsPerCreation, r.cpCores].map(String));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
-export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; machine: Record<string, string | number>; config: ChurnOptions; results: ChurnResult[] }> {
+export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; schedulerThreads: number; machine: Record<string, string | number>; config: ChurnOptions; results: ChurnResult[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-churn-'));
   let cp: Started | undefined;
   let fleet: ChildProcess | undefined;
@@ -177,8 +246,11 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
     client = new LoadClient(cp.url, cp.apiKey);
     const results: ChurnResult[] = [];
     for (const rate of o.rates) results.push(await runRate(cp, client, o, rate));
-    const report = { emulated: true as const, machine: describeMachine(), config: o, results };
-    if (o.out !== undefined) writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
+    const report = { emulated: true as const, schedulerThreads: 1, machine: describeMachine(), config: o, results };
+    if (o.out !== undefined) {
+      writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileSync(o.out.replace(/\.json$/, '') + '.svg', sweepPlot(results, `sandbox churn, ${o.workers} emulated workers, 1 scheduler thread`));
+    }
     return report;
   } finally {
     process.off('SIGINT', onSignal);

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { LoadClient, type Sample } from '../lib/load.js';
+import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
-import { apiJson, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { apiJson, metricValue, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
 import { summary } from '../lib/stats.js';
 
 const FLEET = fileURLToPath(new URL('../churn/fleet.js', import.meta.url));
@@ -17,15 +17,87 @@ const HELP = `baton bench warm — warm-path throughput and control-plane overhe
   --duration S      seconds of load after a 2 s warm-up (default 10)
   --workers N       emulated workers (default 4)
   --out FILE        write the results as JSON
+  --rates r1,r2     open-loop phases at these calls per second (default 2000,5000,10000; '' for none)
   --profile DIR     write a CPU profile of the control plane (.cpuprofile) into DIR
 
 Functions are pre-scaled (scale.min) on emulated workers with 0 ms execution,
 so every call is warm and the measured time is the platform's own: the client
 sees end to end, and Server-Timing's total is the control plane's share
-(arrival to response, including the worker round trip). Emulated sandboxes.`;
+(arrival to response, including the worker round trip). Emulated sandboxes.
+A closed-loop phase (--connections callers, each sending its next call when the last
+returns; 0 for none) finds the throughput; open-loop phases send at fixed rates, so
+the overhead is measured at the stated load. Each phase reports the control plane's
+own CPU per call (from its process CPU time, all threads), which depends far less
+on how busy the machine is than latency does; failures count in the latencies.`;
+
+interface WarmPhase {
+  mode: 'closed' | 'open';
+  /** Offered calls per second (open loop), or the number of connections (closed loop). */
+  offered: number;
+  sent: number;
+  requestsPerSec: number;
+  errors: number;
+  e2eMs: ReturnType<typeof summary>;
+  controlPlaneMs: ReturnType<typeof summary>;
+  /** The control plane's own CPU (all threads) per answered call, µs. */
+  cpuUsPerCall: number;
+  cpCores: number;
+}
+
+async function measure(cp: Started, c: LoadClient, mode: 'closed' | 'open', offered: number, durationS: number): Promise<WarmPhase> {
+  const samples: Sample[] = [];
+  const cpu0 = await metricValue(cp, 'baton_process_cpu_seconds');
+  const t0 = performance.now();
+  let sent = 0;
+  if (mode === 'open') {
+    sent = await openLoop(offered, durationS * 1000, () => c.post('/function/warm', '', (s) => samples.push(s), { timeoutMs: 10_000 }));
+  } else {
+    let running = true;
+    const loop = (): void => {
+      if (!running) return;
+      sent++;
+      c.post('/function/warm', '', (s) => {
+        samples.push(s);
+        loop();
+      }, { timeoutMs: 10_000 });
+    };
+    for (let i = 0; i < offered; i++) loop();
+    await new Promise((r) => setTimeout(r, durationS * 1000));
+    running = false;
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const cpu1 = await metricValue(cp, 'baton_process_cpu_seconds');
+  const inWindow = samples.length;
+  const deadline = performance.now() + 12_000;
+  while (samples.length < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const ok = samples.filter((s) => s.ok);
+  return {
+    mode,
+    offered,
+    sent,
+    requestsPerSec: Math.round(ok.filter((_, i) => i < inWindow).length / secs),
+    errors: sent - ok.length,
+    // every call, failures included at their time to failure
+    e2eMs: summary(samples.map((s) => s.e2eMs)),
+    controlPlaneMs: summary(ok.map((s) => s.timing['total'] ?? 0)),
+    cpuUsPerCall: inWindow === 0 ? 0 : Math.round(((cpu1 - cpu0) * 1e6) / inWindow),
+    cpCores: Math.round(((cpu1 - cpu0) / secs) * 100) / 100,
+  };
+}
 
 export async function runWarmCli(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { connections: { type: 'string', default: '64' }, duration: { type: 'string', default: '10' }, workers: { type: 'string', default: '4' }, out: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      connections: { type: 'string', default: '64' },
+      rates: { type: 'string', default: '2000,5000,10000' },
+      duration: { type: 'string', default: '10' },
+      workers: { type: 'string', default: '4' },
+      out: { type: 'string' },
+      profile: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help === true) {
     process.stdout.write(`${HELP}\n`);
     return;
@@ -33,7 +105,9 @@ export async function runWarmCli(argv: string[]): Promise<void> {
   const connections = Number(values.connections);
   const durationS = Number(values.duration);
   const workers = Number(values.workers);
-  for (const [k, v] of Object.entries({ connections, duration: durationS, workers })) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${k}: expected a positive integer`);
+  const rates = values.rates === '' ? [] : values.rates.split(',').map((r) => Number(r.trim()));
+  for (const [k, v] of Object.entries({ connections, duration: durationS, workers })) if (!Number.isInteger(v) || v < 0 || (k !== 'connections' && v < 1)) throw new RangeError(`--${k}: expected a positive integer`);
+  for (const r of rates) if (!Number.isFinite(r) || r < 1) throw new RangeError(`--rates: expected positive numbers, got "${values.rates}"`);
   const dir = mkdtempSync(join(tmpdir(), 'baton-warm-'));
   let cp: Started | undefined;
   let fleet: ChildProcess | undefined;
@@ -42,44 +116,21 @@ export async function runWarmCli(argv: string[]): Promise<void> {
     cp = await startControlPlaneProcess(join(dir, 'cp'), [], values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
     fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), String(workers), join(dir, 'fleet'), '0', '0'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken } });
     await waitForNodes(cp, workers, 30_000);
-    await apiJson(cp, 'PUT', '/v1/namespaces/default/functions/warm', { spec: { runtime: 'http', command: ['emulated'], concurrency: 64, scale: { min: Math.max(workers, Math.ceil(connections / 64)), max: 1000, keepAlive: '10m' } } });
+    await apiJson(cp, 'PUT', '/v1/namespaces/default/functions/warm', { spec: { runtime: 'http', command: ['emulated'], concurrency: 64, scale: { min: Math.max(workers, Math.ceil(Math.max(connections, 64) / 64)), max: 1000, keepAlive: '10m' } } });
     await new Promise((r) => setTimeout(r, 1500)); // let min scale come up
     client = new LoadClient(cp.url, cp.apiKey);
-    const c = client;
-    const samples: Sample[] = [];
-    let recording = false;
-    let running = true;
-    const loop = (): void => {
-      if (!running) return;
-      c.post('/function/warm', '', (s) => {
-        if (recording) samples.push(s);
-        loop();
-      });
-    };
-    for (let i = 0; i < connections; i++) loop();
-    await new Promise((r) => setTimeout(r, 2000));
-    recording = true;
-    const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, durationS * 1000));
-    recording = false;
-    const secs = (performance.now() - t0) / 1000;
-    running = false;
-    const ok = samples.filter((s) => s.ok);
-    const report = {
-      emulated: true,
-      machine: describeMachine(),
-      config: { connections, durationS, workers },
-      requestsPerSec: Math.round(ok.length / secs),
-      errors: samples.length - ok.length,
-      e2eMs: summary(ok.map((s) => s.e2eMs)),
-      controlPlaneMs: summary(ok.map((s) => s.timing['total'] ?? 0)),
-    };
+    // warm up the process (JIT) before anything counts
+    await measure(cp, client, 'open', 1000, 2);
+    const phases: WarmPhase[] = [];
+    if (connections > 0) phases.push(await measure(cp, client, 'closed', connections, durationS));
+    for (const r of rates) phases.push(await measure(cp, client, 'open', r, durationS));
+    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, durationS, workers }, phases };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(
-      `warm path (EMULATED sandboxes, 0 ms execution), ${connections} connections, ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n` +
-        `${report.requestsPerSec} req/s, ${report.errors} errors\n` +
-        `end to end p50 ${report.e2eMs.p50} ms, p99 ${report.e2eMs.p99} ms; inside the control plane (Server-Timing total) p50 ${report.controlPlaneMs.p50} ms, p99 ${report.controlPlaneMs.p99} ms\n`,
-    );
+    process.stdout.write(`warm path (EMULATED sandboxes, 0 ms execution), ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
+    process.stdout.write('| load | answered/s | errors | e2e p50 ms | e2e p99 ms | in CP p50 ms | in CP p99 ms | CP µs/call | CP cores |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n');
+    for (const p of phases) {
+      process.stdout.write(`| ${p.mode === 'open' ? `open loop ${p.offered}/s` : `closed loop, ${p.offered} connections`} | ${p.requestsPerSec} | ${p.errors} | ${p.e2eMs.p50} | ${p.e2eMs.p99} | ${p.controlPlaneMs.p50} | ${p.controlPlaneMs.p99} | ${p.cpuUsPerCall} | ${p.cpCores} |\n`);
+    }
   } finally {
     client?.close();
     await stopProcess(fleet);

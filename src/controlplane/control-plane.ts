@@ -172,6 +172,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       place: (fn, rank): NodeState | 'busy' | undefined => placement.place(fn, rank),
       awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
       onSandboxCreated: () => metrics.creations.inc(),
+      onSandboxReady: () => metrics.ready.inc(),
       onCallDone: (call, r) => {
         metrics.observe(call, r);
         const u = r.usage;

@@ -96,6 +96,8 @@ function callbackUrlOf(info: RequestInfo): string | undefined {
  */
 export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
   const handler = (res: HttpResponse, req: HttpRequest): void => {
+    // where the request arrives: scheduling latency counts from here, body reading and auth included
+    const arrivedAt = performance.now();
     const ex = new Exchange(res, req.getMethod() === 'head');
     try {
       const info = readRequest(req, []);
@@ -104,7 +106,7 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
       ex.readBody(info, d.maxInvokeBodyBytes).then(
         (body) => {
           if (ex.aborted) return;
-          const call = d.dispatcher.invoke(t.fn, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass }, (r) => reply(ex, r));
+          const call = d.dispatcher.invoke(t.fn, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass, arrivedAt }, (r) => reply(ex, r));
           ex.whenAborted(() => d.dispatcher.cancel(call));
         },
         (e: unknown) => ex.error(e, d.log),

@@ -11,6 +11,7 @@ export class ControlPlaneMetrics {
   readonly invocations: Counter<'status' | 'class'>;
   readonly coldStarts: Counter;
   readonly creations: Counter;
+  readonly ready: Counter;
   readonly duration: Histogram<'class'>;
   readonly queueWait: Histogram<'class'>;
   readonly coldLatency: Histogram<'function' | 'class'>;
@@ -27,6 +28,16 @@ export class ControlPlaneMetrics {
     this.invocations = new Counter({ name: 'baton_invocations_total', help: 'Invocations answered, by HTTP status and price class', labelNames: ['status', 'class'], registers });
     this.coldStarts = new Counter({ name: 'baton_cold_starts_total', help: 'Invocations that waited for a sandbox to be created', registers });
     this.creations = new Counter({ name: 'baton_sandbox_creations_total', help: 'Sandbox creations requested from workers', registers });
+    this.ready = new Counter({ name: 'baton_sandbox_ready_total', help: 'Sandbox creations the workers confirmed ready (completed creations)', registers });
+    new Gauge({
+      name: 'baton_process_cpu_seconds',
+      help: 'CPU time this control-plane process has used, all its threads (user + system)',
+      registers,
+      collect() {
+        const u = process.cpuUsage();
+        this.set((u.user + u.system) / 1e6);
+      },
+    });
     this.duration = new Histogram({ name: 'baton_invocation_duration_seconds', help: 'End-to-end invocation latency inside the control plane', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
     this.queueWait = new Histogram({ name: 'baton_queue_wait_seconds', help: 'Time invocations waited for a free slot', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
     this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations, by function and class', labelNames: ['function', 'class'], buckets: LATENCY_BUCKETS, registers });

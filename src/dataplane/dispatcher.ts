@@ -20,6 +20,8 @@ export interface DispatcherHooks {
   /** True while the control plane should wait for workers instead of failing calls at once. */
   awaitingWorkers(): boolean;
   onSandboxCreated?(fn: FunctionRuntime): void;
+  /** A worker confirmed a sandbox ready (a creation completed). */
+  onSandboxReady?(fn: FunctionRuntime): void;
   onCallDone?(call: Call, result: InvocationResult): void;
 }
 
@@ -102,7 +104,7 @@ export class Dispatcher {
       id: id ?? newId('call'),
       fn: fn.record,
       req,
-      arrivedAt: now,
+      arrivedAt: req.arrivedAt ?? now,
       enqueuedAt: -1,
       dispatchedAt: -1,
       coldMs: 0,
@@ -282,6 +284,8 @@ export class Dispatcher {
     };
     if (call.req.parentId !== undefined) frame.parentId = call.req.parentId;
     const sent = sb.node.send(frame);
+    // scheduling latency ends when the frame is written to the worker
+    call.dispatchedAt = this.clock.now();
     if (!sent) this.sandboxLost(sb, `worker ${sb.node.name} is not connected`);
   }
 
@@ -496,6 +500,7 @@ export class Dispatcher {
       phantom: 0,
       calls: new Set(),
       rank: -1,
+      readyAt: -1,
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
       requestedAt: now,
@@ -529,6 +534,8 @@ export class Dispatcher {
     if (sb.status !== 'creating') return;
     const fn = sb.fn;
     this.setStatus(sb, 'ready');
+    sb.readyAt = this.clock.now();
+    this.opts.hooks.onSandboxReady?.(fn);
     if (pid !== undefined) sb.pid = pid;
     if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
       this.deleteSandbox(sb);

@@ -64,6 +64,8 @@ export interface SandboxState {
   createdAt: number;
   /** Host pid the worker reported (operators' view only). */
   pid?: number;
+  /** When its ready report arrived (monotonic ms), -1 before. */
+  readyAt: number;
   /** When the create frame was sent (monotonic ms). */
   requestedAt: number;
   lastUsed: number;
@@ -83,6 +85,8 @@ export interface InvocationRequest {
   depth?: number;
   /** An attempt of an accepted async call (its record is kept by the async invoker). */
   async?: boolean;
+  /** When the request reached the control plane (monotonic ms), if before the dispatcher saw it. */
+  arrivedAt?: number;
 }
 
 /** What a call consumed, as its worker measured it. */
