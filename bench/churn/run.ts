@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
-import { apiJson, metricValue, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { apiJson, metricValues, processCpuSeconds, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
 import { lineChart } from '../../src/sim/svg-plot.js';
 import { percentile, round } from '../lib/stats.js';
 
@@ -137,9 +137,8 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
   const fnCount = Math.ceil(rate * o.cooldownS);
   const names = await deployFunctions(cp, `r${rate}`, fnCount, o.cooldownS);
   const samples: Sample[] = [];
-  const createdBefore = await metricValue(cp, 'baton_sandbox_creations_total');
-  const readyBefore = await metricValue(cp, 'baton_sandbox_ready_total');
-  const cpuBefore = await metricValue(cp, 'baton_process_cpu_seconds');
+  const [createdBefore = 0, readyBefore = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
+  const cpuBefore = await processCpuSeconds(cp);
   const t0 = performance.now();
   let lastPrint = 0;
   const sent = await openLoop(
@@ -156,9 +155,8 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
   );
   // the window closes when the last call of it was sent: what completed by now counts, nothing after
   const windowMs = performance.now() - t0;
-  const readyAfter = await metricValue(cp, 'baton_sandbox_ready_total');
-  const cpuAfter = await metricValue(cp, 'baton_process_cpu_seconds');
-  const createdAfter = await metricValue(cp, 'baton_sandbox_creations_total');
+  const cpuAfter = await processCpuSeconds(cp);
+  const [createdAfter = 0, readyAfter = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
   const answeredInWindow = samples.length;
   // latency of every call sent in the window, however long it takes (up to the client timeout)
   const drainDeadline = performance.now() + 35_000;

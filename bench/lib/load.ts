@@ -18,6 +18,8 @@ export interface PostOptions {
   timeoutMs?: number;
   /** Keep the response body (as text) in the sample. */
   keepBody?: boolean;
+  /** HTTP method (default POST). */
+  method?: string;
 }
 
 /** Parse `Server-Timing: a;dur=1, b;dur=2` into { a: 1, b: 2 }. */
@@ -63,7 +65,7 @@ export class LoadClient {
       done(s);
     };
     const req = request(
-      { host: this.host, port: this.port, method: 'POST', path, agent: this.agent, headers: { ...opts.headers, authorization: `Bearer ${this.apiKey}`, 'content-length': Buffer.byteLength(body) } },
+      { host: this.host, port: this.port, method: opts.method ?? 'POST', path, agent: this.agent, headers: { ...opts.headers, authorization: `Bearer ${this.apiKey}`, 'content-length': Buffer.byteLength(body) } },
       (res) => {
         const chunks: Buffer[] = [];
         if (opts.keepBody === true) res.on('data', (c: Buffer) => chunks.push(c));

@@ -60,8 +60,44 @@ export async function waitForNodes(base: { url: string; apiKey: string }, count:
 }
 
 export async function metricValue(base: { url: string }, name: string): Promise<number> {
+  return (await metricValues(base, [name]))[0] ?? 0;
+}
+
+/**
+ * Several metrics from one scrape of /metrics (a scrape costs the control plane
+ * CPU in proportion to its functions: a benchmark scrapes as rarely as it can).
+ */
+export async function metricValues(base: { url: string }, names: readonly string[]): Promise<number[]> {
   const text = await (await fetch(`${base.url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
+  const sums = names.map(() => 0);
+  for (const line of text.split('\n')) {
+    names.forEach((name, i) => {
+      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sums[i] = (sums[i] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    });
+  }
+  return sums;
+}
+
+/** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in these ticks (100 on every mainstream architecture). */
+const USER_HZ = 100;
+
+/**
+ * CPU seconds (user + system, all threads) a child process has used, read from
+ * /proc/<pid>/stat without asking the process anything, so measuring costs it
+ * nothing. Where /proc cannot be read, the control plane's own
+ * baton_process_cpu_seconds gauge (process.cpuUsage) is scraped instead.
+ */
+export async function processCpuSeconds(started: Started): Promise<number> {
+  const pid = started.proc.pid;
+  if (pid !== undefined) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // fields after the command name (which may contain spaces) start at state; utime and stime are fields 14 and 15
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(rest[11]) + Number(rest[12])) / USER_HZ;
+    } catch {
+      // not Linux, or the process is gone: fall through
+    }
+  }
+  return metricValue(started, 'baton_process_cpu_seconds');
 }

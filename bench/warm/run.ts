@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
-import { apiJson, metricValue, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { apiJson, processCpuSeconds, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
 import { summary } from '../lib/stats.js';
 
 const FLEET = fileURLToPath(new URL('../churn/fleet.js', import.meta.url));
@@ -18,6 +18,8 @@ const HELP = `baton bench warm — warm-path throughput and control-plane overhe
   --workers N       emulated workers (default 4)
   --out FILE        write the results as JSON
   --rates r1,r2     open-loop phases at these calls per second (default 2000,5000,10000; '' for none)
+  --floor-rate R    also send GET /healthz at R/s (default 5000; 0 for none): the CPU the
+                    control plane spends on a bare HTTP exchange, the floor under a call
   --profile DIR     write a CPU profile of the control plane (.cpuprofile) into DIR
 
 Functions are pre-scaled (scale.min) on emulated workers with 0 ms execution,
@@ -31,7 +33,8 @@ own CPU per call (from its process CPU time, all threads), which depends far les
 on how busy the machine is than latency does; failures count in the latencies.`;
 
 interface WarmPhase {
-  mode: 'closed' | 'open';
+  /** floor: GET /healthz, no worker involved (what one HTTP exchange costs the control plane). */
+  mode: 'closed' | 'open' | 'floor';
   /** Offered calls per second (open loop), or the number of connections (closed loop). */
   offered: number;
   sent: number;
@@ -44,12 +47,14 @@ interface WarmPhase {
   cpCores: number;
 }
 
-async function measure(cp: Started, c: LoadClient, mode: 'closed' | 'open', offered: number, durationS: number): Promise<WarmPhase> {
+async function measure(cp: Started, c: LoadClient, mode: WarmPhase['mode'], offered: number, durationS: number): Promise<WarmPhase> {
   const samples: Sample[] = [];
-  const cpu0 = await metricValue(cp, 'baton_process_cpu_seconds');
+  const cpu0 = await processCpuSeconds(cp);
   const t0 = performance.now();
   let sent = 0;
-  if (mode === 'open') {
+  if (mode === 'floor') {
+    sent = await openLoop(offered, durationS * 1000, () => c.post('/healthz', '', (s) => samples.push(s), { timeoutMs: 10_000, method: 'GET' }));
+  } else if (mode === 'open') {
     sent = await openLoop(offered, durationS * 1000, () => c.post('/function/warm', '', (s) => samples.push(s), { timeoutMs: 10_000 }));
   } else {
     let running = true;
@@ -66,7 +71,7 @@ async function measure(cp: Started, c: LoadClient, mode: 'closed' | 'open', offe
     running = false;
   }
   const secs = (performance.now() - t0) / 1000;
-  const cpu1 = await metricValue(cp, 'baton_process_cpu_seconds');
+  const cpu1 = await processCpuSeconds(cp);
   const inWindow = samples.length;
   const deadline = performance.now() + 12_000;
   while (samples.length < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -91,6 +96,7 @@ export async function runWarmCli(argv: string[]): Promise<void> {
     options: {
       connections: { type: 'string', default: '64' },
       rates: { type: 'string', default: '2000,5000,10000' },
+      'floor-rate': { type: 'string', default: '5000' },
       duration: { type: 'string', default: '10' },
       workers: { type: 'string', default: '4' },
       out: { type: 'string' },
@@ -105,8 +111,9 @@ export async function runWarmCli(argv: string[]): Promise<void> {
   const connections = Number(values.connections);
   const durationS = Number(values.duration);
   const workers = Number(values.workers);
+  const floorRate = Number(values['floor-rate']);
   const rates = values.rates === '' ? [] : values.rates.split(',').map((r) => Number(r.trim()));
-  for (const [k, v] of Object.entries({ connections, duration: durationS, workers })) if (!Number.isInteger(v) || v < 0 || (k !== 'connections' && v < 1)) throw new RangeError(`--${k}: expected a positive integer`);
+  for (const [k, v] of Object.entries({ connections, duration: durationS, workers, 'floor-rate': floorRate })) if (!Number.isInteger(v) || v < 0 || (k !== 'connections' && k !== 'floor-rate' && v < 1)) throw new RangeError(`--${k}: expected a positive integer`);
   for (const r of rates) if (!Number.isFinite(r) || r < 1) throw new RangeError(`--rates: expected positive numbers, got "${values.rates}"`);
   const dir = mkdtempSync(join(tmpdir(), 'baton-warm-'));
   let cp: Started | undefined;
@@ -124,12 +131,14 @@ export async function runWarmCli(argv: string[]): Promise<void> {
     const phases: WarmPhase[] = [];
     if (connections > 0) phases.push(await measure(cp, client, 'closed', connections, durationS));
     for (const r of rates) phases.push(await measure(cp, client, 'open', r, durationS));
-    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, durationS, workers }, phases };
+    if (floorRate > 0) phases.push(await measure(cp, client, 'floor', floorRate, durationS));
+    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, floorRate, durationS, workers }, phases };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(`warm path (EMULATED sandboxes, 0 ms execution), ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
     process.stdout.write('| load | answered/s | errors | e2e p50 ms | e2e p99 ms | in CP p50 ms | in CP p99 ms | CP µs/call | CP cores |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n');
     for (const p of phases) {
-      process.stdout.write(`| ${p.mode === 'open' ? `open loop ${p.offered}/s` : `closed loop, ${p.offered} connections`} | ${p.requestsPerSec} | ${p.errors} | ${p.e2eMs.p50} | ${p.e2eMs.p99} | ${p.controlPlaneMs.p50} | ${p.controlPlaneMs.p99} | ${p.cpuUsPerCall} | ${p.cpCores} |\n`);
+      const label = p.mode === 'open' ? `open loop ${p.offered}/s` : p.mode === 'floor' ? `floor: GET /healthz ${p.offered}/s` : `closed loop, ${p.offered} connections`;
+      process.stdout.write(`| ${label} | ${p.requestsPerSec} | ${p.errors} | ${p.e2eMs.p50} | ${p.e2eMs.p99} | ${p.controlPlaneMs.p50} | ${p.controlPlaneMs.p99} | ${p.cpuUsPerCall} | ${p.cpCores} |\n`);
     }
   } finally {
     client?.close();
