@@ -94,3 +94,12 @@ describe('what a command loads', () => {
     expect(r.urls.some((u) => u.includes('/node_modules/yaml/'))).toBe(true);
   });
 });
+
+describe('flags the control plane cannot honour are refused, not ignored', () => {
+  it('--scheduler-threads other than 1 exits with an error naming the flag and the way out', () => {
+    const r = baton(['controlplane', '--scheduler-threads', '3', '--port', '0', '--data-dir', join(dir, 'sched')]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--scheduler-threads 3: this release runs the data plane on one scheduler core/);
+    expect(r.stderr).toMatch(/--scheduler-threads 1/);
+  });
+});

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
-import { apiJson, metricValues, processCpuSeconds, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { apiJson, childCpuSeconds, metricValues, ownCpuSeconds, processCpuSeconds, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
 import { lineChart } from '../../src/sim/svg-plot.js';
 import { percentile, round } from '../lib/stats.js';
 
@@ -52,6 +52,9 @@ export interface ChurnResult {
   cpuUsPerCreation: number;
   /** The control plane's CPU over the window as cores. */
   cpCores: number;
+  /** Cores the emulated fleet and this load generator used in the window: when they, not the control plane, are saturated, the harness is the limit. */
+  fleetCores: number;
+  loadGenCores: number;
 }
 
 const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep, against emulated workers
@@ -133,12 +136,14 @@ async function deployFunctions(cp: Started, prefix: string, count: number, coold
   return names;
 }
 
-async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: number): Promise<ChurnResult> {
+async function runRate(cp: Started, fleet: ChildProcess, client: LoadClient, o: ChurnOptions, rate: number): Promise<ChurnResult> {
   const fnCount = Math.ceil(rate * o.cooldownS);
   const names = await deployFunctions(cp, `r${rate}`, fnCount, o.cooldownS);
   const samples: Sample[] = [];
   const [createdBefore = 0, readyBefore = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
   const cpuBefore = await processCpuSeconds(cp);
+  const fleetBefore = childCpuSeconds(fleet) ?? 0;
+  const genBefore = ownCpuSeconds();
   const t0 = performance.now();
   let lastPrint = 0;
   const sent = await openLoop(
@@ -156,6 +161,8 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
   // the window closes when the last call of it was sent: what completed by now counts, nothing after
   const windowMs = performance.now() - t0;
   const cpuAfter = await processCpuSeconds(cp);
+  const fleetAfter = childCpuSeconds(fleet) ?? 0;
+  const genAfter = ownCpuSeconds();
   const [createdAfter = 0, readyAfter = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
   const answeredInWindow = samples.length;
   // latency of every call sent in the window, however long it takes (up to the client timeout)
@@ -189,6 +196,8 @@ async function runRate(cp: Started, client: LoadClient, o: ChurnOptions, rate: n
     errorsByStatus,
     cpuUsPerCreation: completed === 0 ? 0 : round(((cpuAfter - cpuBefore) * 1e6) / completed, 1),
     cpCores: round((cpuAfter - cpuBefore) / windowS, 2),
+    fleetCores: round((fleetAfter - fleetBefore) / windowS, 2),
+    loadGenCores: round((genAfter - genBefore) / windowS, 2),
   };
   progress(
     `rate ${rate}/s done: ${result.completedPerSec} creations/s completed in the window${result.sustained ? '' : ' (NOT sustained)'}, e2e p99 ${result.e2eMs.p99} ms, sched p99 ${result.schedMs.p99} ms, errors ${result.errors}, ${result.cpuUsPerCreation} µs CPU/creation`,
@@ -215,8 +224,8 @@ export function sweepPlot(results: readonly ChurnResult[], title: string): strin
 }
 
 export function formatTable(results: ChurnResult[]): string {
-  const head = ['offered/s', 'completed/s', 'sustained', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors', 'CP µs/creation', 'CP cores'];
-  const rows = results.map((r) => [r.rate, r.completedPerSec, r.sustained ? 'yes' : 'NO', `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors, r.cpuUsPerCreation, r.cpCores].map(String));
+  const head = ['offered/s', 'completed/s', 'sustained', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors', 'CP µs/creation', 'CP cores', 'fleet cores', 'load-gen cores'];
+  const rows = results.map((r) => [r.rate, r.completedPerSec, r.sustained ? 'yes' : 'NO', `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors, r.cpuUsPerCreation, r.cpCores, r.fleetCores, r.loadGenCores].map(String));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
@@ -243,7 +252,7 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
     await waitForNodes(cp, o.workers, 60_000);
     client = new LoadClient(cp.url, cp.apiKey);
     const results: ChurnResult[] = [];
-    for (const rate of o.rates) results.push(await runRate(cp, client, o, rate));
+    for (const rate of o.rates) results.push(await runRate(cp, fleet, client, o, rate));
     const report = { emulated: true as const, schedulerThreads: 1, machine: describeMachine(), config: o, results };
     if (o.out !== undefined) {
       writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);

@@ -88,16 +88,24 @@ const USER_HZ = 100;
  * baton_process_cpu_seconds gauge (process.cpuUsage) is scraped instead.
  */
 export async function processCpuSeconds(started: Started): Promise<number> {
-  const pid = started.proc.pid;
-  if (pid !== undefined) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // fields after the command name (which may contain spaces) start at state; utime and stime are fields 14 and 15
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(rest[11]) + Number(rest[12])) / USER_HZ;
-    } catch {
-      // not Linux, or the process is gone: fall through
-    }
+  return childCpuSeconds(started.proc) ?? metricValue(started, 'baton_process_cpu_seconds');
+}
+
+/** CPU seconds (user + system, all threads) of a child process from /proc, or undefined where that cannot be read. */
+export function childCpuSeconds(proc: ChildProcess): number | undefined {
+  if (proc.pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
+    // fields after the command name (which may contain spaces) start at state; utime and stime are fields 14 and 15
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / USER_HZ;
+  } catch {
+    return undefined; // not Linux, or the process is gone
   }
-  return metricValue(started, 'baton_process_cpu_seconds');
+}
+
+/** CPU seconds this process (the load generator) has used, all threads. */
+export function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
 }

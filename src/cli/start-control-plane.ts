@@ -15,11 +15,18 @@ export interface ControlPlaneFlags {
   priceClasses?: string;
   memoryPrice: number;
   maxCallDepth: number;
+  schedulerThreads: number;
   logLevel: string;
 }
 
 /** Start a control plane in this process with its logger and process guard; the heavy modules load here, not at CLI start. */
 export async function startControlPlaneFromFlags(f: ControlPlaneFlags, name: string) {
+  if (f.schedulerThreads !== 1) {
+    const { CliError } = await import('./cli-error.js');
+    throw new CliError(
+      `--scheduler-threads ${f.schedulerThreads}: this release runs the data plane on one scheduler core (the main thread); several are designed but not built yet (docs/architecture.md, "Scheduler cores"). Use --scheduler-threads 1 or leave it out.`,
+    );
+  }
   const { createRootLogger } = await import('../common/logger.js');
   const logger = createRootLogger({ level: f.logLevel, name });
   (await import('../common/process-guard.js')).installProcessGuard(logger.child({ component: 'process-guard' }), 'control plane');
