@@ -20,6 +20,8 @@ const HELP = `baton bench warm — warm-path throughput and control-plane overhe
   --rates r1,r2     open-loop phases at these calls per second (default 2000,5000,10000; '' for none)
   --floor-rate R    also send GET /healthz at R/s (default 5000; 0 for none): the CPU the
                     control plane spends on a bare HTTP exchange, the floor under a call
+  --async           send async calls (POST /async-function/warm): latency is that of the
+                    202, which is sent once the call is durably stored (SQLite, WAL)
   --profile DIR     write a CPU profile of the control plane (.cpuprofile) into DIR
 
 Functions are pre-scaled (scale.min) on emulated workers with 0 ms execution,
@@ -47,7 +49,7 @@ interface WarmPhase {
   cpCores: number;
 }
 
-async function measure(cp: Started, c: LoadClient, mode: WarmPhase['mode'], offered: number, durationS: number): Promise<WarmPhase> {
+async function measure(cp: Started, c: LoadClient, mode: WarmPhase['mode'], offered: number, durationS: number, path = '/function/warm'): Promise<WarmPhase> {
   const samples: Sample[] = [];
   const cpu0 = await processCpuSeconds(cp);
   const t0 = performance.now();
@@ -55,13 +57,13 @@ async function measure(cp: Started, c: LoadClient, mode: WarmPhase['mode'], offe
   if (mode === 'floor') {
     sent = await openLoop(offered, durationS * 1000, () => c.post('/healthz', '', (s) => samples.push(s), { timeoutMs: 10_000, method: 'GET' }));
   } else if (mode === 'open') {
-    sent = await openLoop(offered, durationS * 1000, () => c.post('/function/warm', '', (s) => samples.push(s), { timeoutMs: 10_000 }));
+    sent = await openLoop(offered, durationS * 1000, () => c.post(path, '', (s) => samples.push(s), { timeoutMs: 10_000 }));
   } else {
     let running = true;
     const loop = (): void => {
       if (!running) return;
       sent++;
-      c.post('/function/warm', '', (s) => {
+      c.post(path, '', (s) => {
         samples.push(s);
         loop();
       }, { timeoutMs: 10_000 });
@@ -97,6 +99,7 @@ export async function runWarmCli(argv: string[]): Promise<void> {
       connections: { type: 'string', default: '64' },
       rates: { type: 'string', default: '2000,5000,10000' },
       'floor-rate': { type: 'string', default: '5000' },
+      async: { type: 'boolean' },
       duration: { type: 'string', default: '10' },
       workers: { type: 'string', default: '4' },
       out: { type: 'string' },
@@ -129,12 +132,13 @@ export async function runWarmCli(argv: string[]): Promise<void> {
     // warm up the process (JIT) before anything counts
     await measure(cp, client, 'open', 1000, 2);
     const phases: WarmPhase[] = [];
-    if (connections > 0) phases.push(await measure(cp, client, 'closed', connections, durationS));
-    for (const r of rates) phases.push(await measure(cp, client, 'open', r, durationS));
+    const path = values.async === true ? '/async-function/warm' : '/function/warm';
+    if (connections > 0) phases.push(await measure(cp, client, 'closed', connections, durationS, path));
+    for (const r of rates) phases.push(await measure(cp, client, 'open', r, durationS, path));
     if (floorRate > 0) phases.push(await measure(cp, client, 'floor', floorRate, durationS));
-    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, floorRate, durationS, workers }, phases };
+    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, floorRate, durationS, workers, async: values.async === true }, phases };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(`warm path (EMULATED sandboxes, 0 ms execution), ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
+    process.stdout.write(`${values.async === true ? 'async accept path (202 after the durable write; the calls then run on ' : 'warm path ('}EMULATED sandboxes, 0 ms execution), ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
     process.stdout.write('| load | answered/s | errors | e2e p50 ms | e2e p99 ms | in CP p50 ms | in CP p99 ms | CP µs/call | CP cores |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n');
     for (const p of phases) {
       const label = p.mode === 'open' ? `open loop ${p.offered}/s` : p.mode === 'floor' ? `floor: GET /healthz ${p.offered}/s` : `closed loop, ${p.offered} connections`;

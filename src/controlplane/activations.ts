@@ -62,7 +62,7 @@ export class ActivationLog {
   constructor(
     private readonly store: ActivationStore,
     capacity: number,
-    private readonly live: (namespace: string, id: string) => ActivationRecord | undefined,
+    private readonly live: (namespace: string, id: string) => { record: ActivationRecord; result: StoredResult | undefined } | undefined,
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`activation ring capacity must be a positive integer, got ${capacity}`);
     this.ring = new Array<ActivationRecord | undefined>(capacity);
@@ -75,7 +75,7 @@ export class ActivationLog {
 
   get(namespace: string, id: string): { record: ActivationRecord; result: StoredResult | undefined } | undefined {
     const live = this.live(namespace, id);
-    if (live !== undefined) return { record: live, result: undefined };
+    if (live !== undefined) return live;
     for (const r of this.ring) if (r !== undefined && r.id === id && r.namespace === namespace) return { record: r, result: undefined };
     return this.store.get(namespace, id);
   }

@@ -54,6 +54,9 @@ export class AsyncInvoker {
   private pendingCount = 0;
   private readonly o: Required<AsyncOptions>;
   private stopped = false;
+  /** Calls that ended and are not stored yet (see end()), by id. */
+  private readonly ended = new Map<string, { record: ActivationRecord; result: StoredResult | undefined; expiresAt: number }>();
+  private endFlushScheduled = false;
 
   constructor(
     private readonly store: ActivationStore,
@@ -99,6 +102,7 @@ export class AsyncInvoker {
 
   stop(): void {
     this.stopped = true;
+    this.storeEnded();
     for (const j of this.jobs.values()) if (j.retryTimer !== undefined) clearTimeout(j.retryTimer);
   }
 
@@ -176,14 +180,17 @@ export class AsyncInvoker {
   }
 
   /** The record of a call still in flight here (queued, waiting to retry or running). */
-  live(namespace: string, id: string): ActivationRecord | undefined {
+  live(namespace: string, id: string): { record: ActivationRecord; result: StoredResult | undefined } | undefined {
     const j = this.jobs.get(id);
-    return j !== undefined && j.row.namespace === namespace ? { ...j.record } : undefined;
+    if (j !== undefined) return j.row.namespace === namespace ? { record: { ...j.record }, result: undefined } : undefined;
+    const e = this.ended.get(id);
+    return e !== undefined && e.record.namespace === namespace ? { record: { ...e.record }, result: e.result } : undefined;
   }
 
   liveRecords(namespace: string): ActivationRecord[] {
     const out: ActivationRecord[] = [];
     for (const j of this.jobs.values()) if (j.row.namespace === namespace) out.push({ ...j.record });
+    for (const e of this.ended.values()) if (e.record.namespace === namespace) out.push({ ...e.record });
     return out;
   }
 
@@ -277,14 +284,30 @@ export class AsyncInvoker {
       stored = undefined;
       job.record.error ??= { code: 'result_not_stored', message: `the result of ${result.body.byteLength} bytes is larger than the ${this.o.maxStoredResultBytes} bytes kept for async calls` };
     }
-    try {
-      this.store.finish(job.record, stored, this.clock.wallNow() + this.o.retentionMs);
-    } catch (e) {
-      this.log.error({ err: e, callId: job.row.id }, 'could not store the end of an async call; it will run again after a restart');
+    // Stored with every other call that ended in this turn, in one transaction: a
+    // commit per call (an fsync each) held the event loop a third of the time at
+    // 1,000 async calls/s. Until then the call stays visible through live().
+    this.ended.set(job.row.id, { record: job.record, result: stored, expiresAt: this.clock.wallNow() + this.o.retentionMs });
+    if (!this.endFlushScheduled) {
+      this.endFlushScheduled = true;
+      setImmediate(() => this.storeEnded());
     }
     this.pendingCount = Math.max(0, this.pendingCount - 1);
     this.hooks.onEnd?.(job.record);
     if (job.row.callbackUrl !== undefined) void this.callback(job.row.callbackUrl, job.record, result);
+  }
+
+  /** Group commit of the calls that ended since the last one. */
+  private storeEnded(): void {
+    this.endFlushScheduled = false;
+    if (this.ended.size === 0) return;
+    const ended = [...this.ended.values()];
+    this.ended.clear();
+    try {
+      this.store.finish(ended);
+    } catch (e) {
+      this.log.error({ err: e, calls: ended.map((x) => x.record.id) }, 'could not store the end of async calls; they will run again after a restart');
+    }
   }
 
   /** POST the result to the caller's callback URL, a few times with backoff, then give up (logged). */

@@ -148,11 +148,13 @@ export class ActivationStore {
     })();
   }
 
-  /** The call ended for good: its final record and result replace the pending call, in one transaction. */
-  finish(record: ActivationRecord, result: StoredResult | undefined, expiresAt: number): void {
+  /** Calls that ended for good: their final records and results replace the pending calls, all in one transaction (a group commit). */
+  finish(ended: readonly { record: ActivationRecord; result: StoredResult | undefined; expiresAt: number }[]): void {
     this.db.transaction(() => {
-      this.stmts.delCall.run(record.id);
-      this.putRecord(record, result, expiresAt);
+      for (const e of ended) {
+        this.stmts.delCall.run(e.record.id);
+        this.putRecord(e.record, e.result, e.expiresAt);
+      }
     })();
   }
 
