@@ -183,7 +183,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
           const worker = r.nodeId === undefined ? null : (nodes.get(r.nodeId)?.name ?? r.nodeId);
           const rec = recordOf({ id: call.id, namespace: call.fn.namespace, function: call.fn.name, priceClass: call.req.priceClass, parentId: call.req.parentId }, r, clock.wallNow(), cost, worker);
           activations.addSync(rec);
-          metrics.activations.inc({ status: rec.status });
+          metrics.activations.bind(rec.status).inc();
         }
       },
     },
@@ -191,7 +191,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const activationStore = new ActivationStore(store.database);
   const usageStore = new UsageStore(store.database);
   const ledger = new UsageLedger(usageStore, classes, o.memoryPrice ?? 0.25, clock, o.logger.child({ component: 'billing' }));
-  const budgets = new BudgetGate(usageStore, ledger, classes, clock, (ns, cls) => metrics.throttled.inc({ namespace: ns, class: cls }));
+  const budgets = new BudgetGate(usageStore, ledger, classes, clock, (ns, cls) => metrics.throttled.bind(ns, cls).inc());
   const asyncInvoker = new AsyncInvoker(
     activationStore,
     dispatcher,
@@ -201,7 +201,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     {
       cost: (_ns, _fn, _cls, r) => r.cost ?? 0,
       worker: (nodeId) => (nodeId === undefined ? null : (nodes.get(nodeId)?.name ?? nodeId)),
-      onEnd: (rec) => metrics.activations.inc({ status: rec.status }),
+      onEnd: (rec) => metrics.activations.bind(rec.status).inc(),
     },
     {
       ...(o.maxPendingAsync === undefined ? {} : { maxPending: o.maxPendingAsync }),

@@ -1,6 +1,7 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
 import type { Call, InvocationResult } from '../dataplane/types.js';
+import { FastCounter, FastHistogram, type CounterSeries, type HistogramSeries } from './fast-metrics.js';
 import type { NodeRegistry } from './node-registry.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -8,27 +9,27 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 /** Prometheus metrics of one control plane (own registry, so several can live in one process). */
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
-  readonly invocations: Counter<'status' | 'class'>;
-  readonly coldStarts: Counter;
-  readonly creations: Counter;
-  readonly ready: Counter;
-  readonly duration: Histogram<'class'>;
-  readonly queueWait: Histogram<'class'>;
-  readonly coldLatency: Histogram<'function' | 'class'>;
-  readonly schedLatency: Histogram;
-  readonly badFrames: Counter;
-  readonly cpuSeconds: Counter<'namespace' | 'function' | 'class'>;
-  readonly gbSeconds: Counter<'namespace' | 'function' | 'class'>;
-  readonly preemptSeconds: Counter<'class'>;
-  readonly activations: Counter<'status'>;
-  readonly throttled: Counter<'namespace' | 'class'>;
+  readonly invocations: FastCounter;
+  readonly coldStarts: FastCounter;
+  readonly creations: FastCounter;
+  readonly ready: FastCounter;
+  readonly duration: FastHistogram;
+  readonly queueWait: FastHistogram;
+  readonly coldLatency: FastHistogram;
+  readonly schedLatency: FastHistogram;
+  readonly badFrames: FastCounter;
+  readonly cpuSeconds: FastCounter;
+  readonly gbSeconds: FastCounter;
+  readonly preemptSeconds: FastCounter;
+  readonly activations: FastCounter;
+  readonly throttled: FastCounter;
 
   constructor(dispatcher: Dispatcher, nodes: NodeRegistry, asyncBacklog: () => number = () => 0, classNames: () => readonly string[] = () => []) {
     const registers = [this.registry];
-    this.invocations = new Counter({ name: 'baton_invocations_total', help: 'Invocations answered, by HTTP status and price class', labelNames: ['status', 'class'], registers });
-    this.coldStarts = new Counter({ name: 'baton_cold_starts_total', help: 'Invocations that waited for a sandbox to be created', registers });
-    this.creations = new Counter({ name: 'baton_sandbox_creations_total', help: 'Sandbox creations requested from workers', registers });
-    this.ready = new Counter({ name: 'baton_sandbox_ready_total', help: 'Sandbox creations the workers confirmed ready (completed creations)', registers });
+    this.invocations = new FastCounter('baton_invocations_total', 'Invocations answered, by HTTP status and price class', ['status', 'class'], registers);
+    this.coldStarts = new FastCounter('baton_cold_starts_total', 'Invocations that waited for a sandbox to be created', [], registers);
+    this.creations = new FastCounter('baton_sandbox_creations_total', 'Sandbox creations requested from workers', [], registers);
+    this.ready = new FastCounter('baton_sandbox_ready_total', 'Sandbox creations the workers confirmed ready (completed creations)', [], registers);
     new Gauge({
       name: 'baton_process_cpu_seconds',
       help: 'CPU time this control-plane process has used, all its threads (user + system)',
@@ -38,15 +39,15 @@ export class ControlPlaneMetrics {
         this.set((u.user + u.system) / 1e6);
       },
     });
-    this.duration = new Histogram({ name: 'baton_invocation_duration_seconds', help: 'End-to-end invocation latency inside the control plane', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
-    this.queueWait = new Histogram({ name: 'baton_queue_wait_seconds', help: 'Time invocations waited for a free slot', labelNames: ['class'], buckets: LATENCY_BUCKETS, registers });
-    this.coldLatency = new Histogram({ name: 'baton_cold_start_seconds', help: 'Sandbox creation time seen by cold invocations, by function and class', labelNames: ['function', 'class'], buckets: LATENCY_BUCKETS, registers });
-    this.schedLatency = new Histogram({ name: 'baton_scheduling_seconds', help: 'Control-plane scheduling overhead per invocation', buckets: LATENCY_BUCKETS, registers });
-    this.badFrames = new Counter({ name: 'baton_worker_bad_frames_total', help: 'Frames from workers rejected by validation (connection closed)', registers });
-    this.cpuSeconds = new Counter({ name: 'baton_usage_cpu_seconds_total', help: 'CPU time of invocations as their workers measured it (time frozen by preemption excluded)', labelNames: ['namespace', 'function', 'class'], registers });
-    this.gbSeconds = new Counter({ name: 'baton_usage_gb_seconds_total', help: 'Memory used by invocations integrated over their running time, GB-seconds', labelNames: ['namespace', 'function', 'class'], registers });
-    this.activations = new Counter({ name: 'baton_activations_total', help: 'Invocations ended, by activation status (success, error, timeout); async calls count once, when they end', labelNames: ['status'], registers });
-    this.throttled = new Counter({ name: 'baton_throttled_total', help: 'Calls refused because their namespace ran ahead of its monthly budget', labelNames: ['namespace', 'class'], registers });
+    this.duration = new FastHistogram('baton_invocation_duration_seconds', 'End-to-end invocation latency inside the control plane', ['class'], LATENCY_BUCKETS, registers);
+    this.queueWait = new FastHistogram('baton_queue_wait_seconds', 'Time invocations waited for a free slot', ['class'], LATENCY_BUCKETS, registers);
+    this.coldLatency = new FastHistogram('baton_cold_start_seconds', 'Sandbox creation time seen by cold invocations, by function and class', ['function', 'class'], LATENCY_BUCKETS, registers);
+    this.schedLatency = new FastHistogram('baton_scheduling_seconds', 'Control-plane scheduling overhead per invocation', [], LATENCY_BUCKETS, registers);
+    this.badFrames = new FastCounter('baton_worker_bad_frames_total', 'Frames from workers rejected by validation (connection closed)', [], registers);
+    this.cpuSeconds = new FastCounter('baton_usage_cpu_seconds_total', 'CPU time of invocations as their workers measured it (time frozen by preemption excluded)', ['namespace', 'function', 'class'], registers);
+    this.gbSeconds = new FastCounter('baton_usage_gb_seconds_total', 'Memory used by invocations integrated over their running time, GB-seconds', ['namespace', 'function', 'class'], registers);
+    this.activations = new FastCounter('baton_activations_total', 'Invocations ended, by activation status (success, error, timeout); async calls count once, when they end', ['status'], registers);
+    this.throttled = new FastCounter('baton_throttled_total', 'Calls refused because their namespace ran ahead of its monthly budget', ['namespace', 'class'], registers);
     new Gauge({
       name: 'baton_async_backlog',
       help: 'Async calls accepted and not yet ended',
@@ -55,7 +56,7 @@ export class ControlPlaneMetrics {
         this.set(asyncBacklog());
       },
     });
-    this.preemptSeconds = new Counter({ name: 'baton_preempted_seconds_total', help: 'Time invocations spent frozen by higher classes', labelNames: ['class'], registers });
+    this.preemptSeconds = new FastCounter('baton_preempted_seconds_total', 'Time invocations spent frozen by higher classes', ['class'], registers);
     new Gauge({
       name: 'baton_node_preemptions',
       help: 'Machine-scheduler preemptions each worker reported',
@@ -151,13 +152,13 @@ export class ControlPlaneMetrics {
       if (this.bound.size > 50_000) this.bound.clear();
       const fnKey = `${call.fn.namespace}/${call.fn.name}`;
       b = {
-        invocations: this.invocations.labels(String(status), cls),
-        duration: this.duration.labels(cls),
-        queueWait: this.queueWait.labels(cls),
-        coldLatency: this.coldLatency.labels(fnKey, cls),
-        cpu: this.cpuSeconds.labels(call.fn.namespace, call.fn.name, cls),
-        gb: this.gbSeconds.labels(call.fn.namespace, call.fn.name, cls),
-        preempt: this.preemptSeconds.labels(cls),
+        invocations: this.invocations.bind(String(status), cls),
+        duration: this.duration.bind(cls),
+        queueWait: this.queueWait.bind(cls),
+        coldLatency: this.coldLatency.bind(fnKey, cls),
+        cpu: this.cpuSeconds.bind(call.fn.namespace, call.fn.name, cls),
+        gb: this.gbSeconds.bind(call.fn.namespace, call.fn.name, cls),
+        preempt: this.preemptSeconds.bind(cls),
       };
       this.bound.set(key, b);
     }
@@ -184,11 +185,11 @@ export class ControlPlaneMetrics {
 }
 
 interface PerCall {
-  invocations: { inc(v?: number): void };
-  duration: { observe(v: number): void };
-  queueWait: { observe(v: number): void };
-  coldLatency: { observe(v: number): void };
-  cpu: { inc(v?: number): void };
-  gb: { inc(v?: number): void };
-  preempt: { inc(v?: number): void };
+  invocations: CounterSeries;
+  duration: HistogramSeries;
+  queueWait: HistogramSeries;
+  coldLatency: HistogramSeries;
+  cpu: CounterSeries;
+  gb: CounterSeries;
+  preempt: CounterSeries;
 }
