@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { CorePool } from '../policies/core-pool.js';
+import { runStressThreads, type StressTask } from './pool-exercise.js';
 import { MAX_CORES, SharedCorePool } from './shared-core-pool.js';
 
 /** Every core's list, asserting each core is in exactly one list and that it is its home shard's. */
@@ -193,6 +194,44 @@ describe('SharedCorePool, one thread', () => {
     expect(got.size).toBe(1280);
     expect(pool.acquire(0)).toBe(-1);
     for (const c of got) pool.release(c);
+    expectAllIdleOnceAtHome(pool);
+  });
+});
+
+describe('SharedCorePool, several threads', () => {
+  // The threads run the compiled dist/src/scheduler/pool-exercise-thread.js: `npm test` builds first (pretest);
+  // when running vitest directly, run `npm run build` before.
+  const stress = async (shards: number, machines: number, cpm: number, threads: number, hold: number, ops: number) => {
+    const pool = SharedCorePool.create(shards, machines, cpm);
+    const owners = new SharedArrayBuffer(pool.totalCores * 4);
+    const tasks: StressTask[] = Array.from({ length: threads }, (_, t) => ({ kind: 'stress', pool: pool.buffer, owners, shard: t % shards, threadId: t + 1, ops, hold, seed: 0x9e3779b9 * (t + 1) }));
+    const results = await runStressThreads(tasks);
+    return { pool, owners: new Int32Array(owners), results };
+  };
+
+  it('never hands a core to two threads at once and loses none, under contention and with the cluster full', async () => {
+    // 12 cores; 4 threads that each hold up to 4 want 16, so acquires also find the cluster full.
+    // Shard 3 has no machine: every core its thread gets is stolen.
+    const { pool, owners, results } = await stress(4, 3, 4, 4, 4, 1_000_000);
+    // (an over-commit throws in the thread that saw it, failing runStressThreads)
+    for (const r of results) expect(r.acquired).toBe(r.released);
+    expect(results.reduce((n, r) => n + r.acquired, 0)).toBeGreaterThan(200_000);
+    expect(results.some((r) => r.empty > 0)).toBe(true);
+    expect(owners.every((o) => o === 0)).toBe(true);
+    expect(pool.steals(3)).toBe((results[3] as { acquired: number }).acquired);
+    expect(pool.steals(3)).toBeGreaterThan(0);
+    expectAllIdleOnceAtHome(pool);
+  });
+
+  it('never answers -1 while a core is idle', async () => {
+    // 8 cores (shards 0 and 1; shards 2 and 3 have no machine), 4 threads holding at most 2 each. A thread
+    // acquires only while it holds at most 1, and the other three hold at most 6: at every instant of its
+    // call at least one core is idle, so -1 would be wrong.
+    const { pool, results } = await stress(4, 2, 4, 4, 2, 500_000);
+    for (const r of results) expect(r.empty).toBe(0);
+    expect(pool.steals(2)).toBe((results[2] as { acquired: number }).acquired);
+    expect(pool.steals(3)).toBe((results[3] as { acquired: number }).acquired);
+    expect(pool.steals(3)).toBeGreaterThan(0);
     expectAllIdleOnceAtHome(pool);
   });
 });
