@@ -68,9 +68,10 @@ const THREAD_SCRIPT = (): string => compiledSibling('pool-exercise-thread.js', i
  * Start one thread per task, wait until every one is set up, release them
  * together, and collect their results in task order. With `stopAfterMs`, the
  * stop flag is raised that long after the start (timed tasks run until it).
- * A thread that throws rejects the whole run; the others are terminated.
+ * A thread that throws rejects the whole run, and so does a run still going
+ * after `timeoutMs` (a thread stuck in the pool); the threads are terminated.
  */
-async function runThreads(tasks: readonly PoolTask[], stopAfterMs?: number): Promise<PoolTaskResult[]> {
+async function runThreads(tasks: readonly PoolTask[], stopAfterMs: number | undefined, timeoutMs: number): Promise<PoolTaskResult[]> {
   const controlBuffer = new SharedArrayBuffer(CONTROL.ints * 4);
   const control = new Int32Array(controlBuffer);
   const script = THREAD_SCRIPT();
@@ -79,6 +80,10 @@ async function runThreads(tasks: readonly PoolTask[], stopAfterMs?: number): Pro
   let onAllReady: () => void = () => undefined;
   const allReady = new Promise<void>((resolve) => (onAllReady = resolve));
   let stopTimer: NodeJS.Timeout | undefined;
+  let deadline: NodeJS.Timeout | undefined;
+  const overtime = new Promise<never>((_, reject) => {
+    deadline = setTimeout(() => reject(new Error(`pool threads still running after ${timeoutMs} ms (a thread stuck in the pool?)`)), timeoutMs);
+  });
   const results = tasks.map((task, i) => {
     const data: ThreadData = { batonPoolExercise: true, task, control: controlBuffer };
     const w = new Worker(script, { workerData: data });
@@ -96,27 +101,28 @@ async function runThreads(tasks: readonly PoolTask[], stopAfterMs?: number): Pro
   const all = Promise.all(results);
   try {
     // a thread that fails while setting up rejects `all` before everyone is ready
-    await Promise.race([allReady, all]);
+    await Promise.race([allReady, all, overtime]);
     Atomics.store(control, CONTROL.go, 1);
     Atomics.notify(control, CONTROL.go);
     if (stopAfterMs !== undefined) stopTimer = setTimeout(() => Atomics.store(control, CONTROL.stop, 1), stopAfterMs);
-    return await all;
+    return await Promise.race([all, overtime]);
   } catch (e) {
     Atomics.store(control, CONTROL.stop, 1);
     await Promise.allSettled(workers.map((w) => w.terminate()));
     throw e;
   } finally {
     clearTimeout(stopTimer);
+    clearTimeout(deadline);
   }
 }
 
-/** Run stress tasks to completion, all threads started together. */
-export async function runStressThreads(tasks: readonly StressTask[]): Promise<StressResult[]> {
-  return (await runThreads(tasks)) as StressResult[];
+/** Run stress tasks to completion, all threads started together; fail if they take longer than `timeoutMs`. */
+export async function runStressThreads(tasks: readonly StressTask[], timeoutMs = 20_000): Promise<StressResult[]> {
+  return (await runThreads(tasks, undefined, timeoutMs)) as StressResult[];
 }
 
 /** Run timed tasks: each warms up for its `warmupMs`, then measures until `warmupMs + measureMs` after the common start. */
 export async function runTimedThreads(tasks: readonly TimedTask[], measureMs: number): Promise<TimedResult[]> {
   const warmup = Math.max(0, ...tasks.map((t) => t.warmupMs));
-  return (await runThreads(tasks, warmup + measureMs)) as TimedResult[];
+  return (await runThreads(tasks, warmup + measureMs, warmup + measureMs + 30_000)) as TimedResult[];
 }
