@@ -106,13 +106,15 @@ function timed(t: TimedTask, control: Int32Array): TimedResult {
   const warmEnd = performance.now() + t.warmupMs;
   loop(() => performance.now() >= warmEnd);
   const steals0 = shared?.steals(t.shard) ?? 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const decisions = loop(() => Atomics.load(control, CONTROL.stop) !== 0);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const steals = shared === undefined ? null : shared.steals(t.shard) - steals0;
   for (const c of ring) pool.release(c);
   for (const c of drained) pool.release(c);
-  return { decisions, seconds, steals };
+  return { decisions, seconds, steals, processCpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /** Tell the parent this thread is set up, then wait for every thread's start signal. */

@@ -50,6 +50,8 @@ export interface TimedResult {
   seconds: number;
   /** Cores this thread's shard took from other shards while measured; null for the sequential pool (it does not count them). */
   steals: number | null;
+  /** CPU time of the whole process (every thread) during this thread's measured window: how many cores the run really had. */
+  processCpuSeconds: number;
 }
 
 export type PoolTask = StressTask | TimedTask;
