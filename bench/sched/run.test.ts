@@ -28,8 +28,8 @@ describe('bench sched options', () => {
   });
 
   it('prints one row per configuration, with a dash where the sequential pool counts no steals', () => {
-    const r: SchedResult = { workload: 'own', impl: 'sequential', threads: 1, shards: 1, perSecond: [1e6], medianPerSec: 12_345_678, minPerSec: 1e7, maxPerSec: 2e7, nsPerDecision: 81, stealsPerDecision: null, coresUsed: 1, stealCores: null };
-    const table = formatSchedTable([r, { ...r, impl: 'shared', threads: 2, stealsPerDecision: 0, stealCores: 0.1 }]).split('\n');
+    const r: SchedResult = { workload: 'own', impl: 'sequential', threads: 1, shards: 1, perSecond: [1e6], medianPerSec: 12_345_678, minPerSec: 1e7, maxPerSec: 2e7, nsPerDecision: 81, stealsPerDecision: null, coresUsed: 1, otherCores: null };
+    const table = formatSchedTable([r, { ...r, impl: 'shared', threads: 2, stealsPerDecision: 0, otherCores: 0.1 }]).split('\n');
     expect(table).toHaveLength(4);
     expect(table[2]).toMatch(/^\| own +\| sequential \| +1 \| +12\.35 M \| +10\.00 M \| +20\.00 M \| +81 \| +- \| +1 \| +n\/a \|$/);
     expect(table[3]).toMatch(/\| shared +\| +2 \|.*\| +0 \| +1 \| +0\.1 \|$/);

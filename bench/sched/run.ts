@@ -37,8 +37,9 @@ together), min and max, the 2-thread/1-thread ratio, and steals (claims from
 another shard's list). On a shared or busy machine, expect tens of percent
 between rounds; so that a ratio can be read against what the run really got,
 the table also shows, for the median round, the cores the benchmark process
-had while measuring (CPU time ÷ wall time) and the machine's CPU steal (cores
-the hypervisor gave to other guests, from /proc/stat).`;
+had while measuring (its CPU time ÷ wall time) and the other load: busy cores
+of the machine that were not the benchmark's (from /proc/stat, the
+hypervisor's steal included), over the same round.`;
 
 export type Workload = 'own' | 'steal';
 
@@ -74,8 +75,8 @@ export interface SchedResult extends SchedConfig {
   stealsPerDecision: number | null;
   /** Cores the benchmark process had while measuring (its CPU time ÷ wall time), at the median round. */
   coresUsed: number;
-  /** Cores the hypervisor gave to other guests (steal time in /proc/stat) during that round; null where not reported. */
-  stealCores: number | null;
+  /** Busy cores of the machine not used by this benchmark during that round (/proc/stat, steal included); null where not reported. */
+  otherCores: number | null;
 }
 
 export interface SchedReport {
@@ -153,19 +154,29 @@ interface Sample {
   steals: number | null;
   decisions: number;
   coresUsed: number;
-  stealCores: number | null;
+  otherCores: number | null;
 }
 
-/** Steal time of the whole machine so far, in seconds (Linux: /proc/stat, USER_HZ = 100); null elsewhere. */
-function stealSeconds(): number | null {
+/**
+ * CPU seconds the whole machine has been busy so far (Linux: /proc/stat, in
+ * USER_HZ = 100 ticks: user, nice, system, irq, softirq and steal); null elsewhere.
+ */
+function machineBusySeconds(): number | null {
   try {
-    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/) ?? [];
-    const ticks = Number(cpu[8]);
-    return cpu[0] === 'cpu' && Number.isFinite(ticks) ? ticks / 100 : null;
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/) ?? [];
+    if (f[0] !== 'cpu') return null;
+    const ticks = [1, 2, 3, 6, 7, 8].reduce((n, i) => n + Number(f[i] ?? 0), 0);
+    return Number.isFinite(ticks) ? ticks / 100 : null;
   } catch {
     return null;
   }
 }
+
+/** CPU seconds of this process so far, every thread. */
+const ownCpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 async function measure(o: SchedOptions, c: SchedConfig): Promise<Sample> {
   const shards = shardsFor(c);
@@ -179,11 +190,13 @@ async function measure(o: SchedOptions, c: SchedConfig): Promise<Sample> {
     drainOwn: c.workload === 'steal',
     warmupMs: o.warmupMs,
   }));
-  const steal0 = stealSeconds();
+  const busy0 = machineBusySeconds();
+  const own0 = ownCpuSeconds();
   const t0 = performance.now();
   const results = await runTimedThreads(tasks, o.durationS * 1000);
   const wallS = (performance.now() - t0) / 1000;
-  const steal1 = stealSeconds();
+  const busy1 = machineBusySeconds();
+  const own1 = ownCpuSeconds();
   if (shared !== undefined) {
     // every thread gave its cores back: the pool must be whole again
     const problems = shared.audit();
@@ -196,7 +209,7 @@ async function measure(o: SchedOptions, c: SchedConfig): Promise<Sample> {
     steals: shared === undefined ? null : results.reduce((n, r) => n + (r.steals ?? 0), 0),
     decisions: results.reduce((n, r) => n + r.decisions, 0),
     coresUsed: first.processCpuSeconds / first.seconds,
-    stealCores: steal0 === null || steal1 === null ? null : (steal1 - steal0) / wallS,
+    otherCores: busy0 === null || busy1 === null ? null : Math.max(0, busy1 - busy0 - (own1 - own0)) / wallS,
   };
 }
 
@@ -238,7 +251,7 @@ export async function runSchedBench(o: SchedOptions): Promise<SchedReport> {
       nsPerDecision: round((c.threads * 1e9) / median, 1),
       stealsPerDecision: atMedian.steals === null ? null : round(atMedian.steals / atMedian.decisions, 3),
       coresUsed: round(atMedian.coresUsed, 2),
-      stealCores: atMedian.stealCores === null ? null : round(atMedian.stealCores, 2),
+      otherCores: atMedian.otherCores === null ? null : round(atMedian.otherCores, 2),
     };
   });
   const ratios: { label: string; ratio: number }[] = [];
@@ -258,7 +271,7 @@ export async function runSchedBench(o: SchedOptions): Promise<SchedReport> {
 const millions = (n: number): string => `${(n / 1e6).toFixed(2)} M`;
 
 export function formatSchedTable(results: readonly SchedResult[]): string {
-  const head = ['workload', 'pool', 'threads', 'decisions/s (median)', 'min', 'max', 'ns/decision per thread', 'steals/decision', 'cores used', 'cpu steal'];
+  const head = ['workload', 'pool', 'threads', 'decisions/s (median)', 'min', 'max', 'ns/decision per thread', 'steals/decision', 'cores used', 'other load'];
   const rows = results.map((r) => [
     r.workload,
     r.impl,
@@ -269,7 +282,7 @@ export function formatSchedTable(results: readonly SchedResult[]): string {
     String(r.nsPerDecision),
     r.stealsPerDecision === null ? '-' : String(r.stealsPerDecision),
     String(r.coresUsed),
-    r.stealCores === null ? 'n/a' : String(r.stealCores),
+    r.otherCores === null ? 'n/a' : String(r.otherCores),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
