@@ -16,8 +16,9 @@
  * at or after a rotating position). `CorePool` stays the simulator's pool:
  * it is several times cheaper per decision when only one thread decides.
  *
- * Layout (all Int32, each shard's block starting on its own 64-byte line so two
- * shards never share a cache line):
+ * Layout (all Int32; each shard's block starts a whole number of 64-byte lines
+ * from the start of the buffer, so in a line-aligned buffer no two shards share
+ * a cache line):
  *
  *   header   magic, layout version, shards, machines, coresPerMachine
  *   per shard
@@ -53,10 +54,12 @@
  *    therefore exact: `idleOn(shard)` is the number of cores that a claim can
  *    still get, never an estimate.
  * 4. The summary and the hint are hints. A summary bit may be set over an
- *    empty word (the next search clears it) and, for an instant, clear over a
- *    word with an idle core (while the thread that emptied the word re-checks
- *    it); a search that finds nothing through the summary therefore reads the
- *    bitmap words themselves, and repairs the summary where it was wrong.
+ *    empty word (a claim that empties a word leaves its mark; the next search
+ *    that finds the word empty clears it) and, for an instant, clear over a
+ *    word with an idle core (between that search clearing the mark and
+ *    re-reading the word, when a release filled it meanwhile); a search that
+ *    finds nothing through the summary therefore reads the bitmap words
+ *    themselves, and repairs the summary where it was wrong.
  * 5. `acquire` returns -1 only when there was an instant during the call at
  *    which every shard's count was zero: it reads every shard's state word,
  *    finds every count zero, reads them all again and finds every word
