@@ -5,7 +5,9 @@
  * from the shard with the most idle cores. Cores are ints (machine × coresPer
  * + core) in flat Int32Array stacks, so the same layout can later live in a
  * SharedArrayBuffer and be claimed with Atomics.compareExchange. This version
- * is sequential.
+ * is sequential; src/scheduler/shared-core-pool.ts is the one scheduler
+ * threads share (same API shape, several times the cost per decision on one
+ * thread: see bench/results/sched.md).
  */
 export class CorePool {
   private readonly stacks: Int32Array[];
