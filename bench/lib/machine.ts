@@ -7,7 +7,8 @@ export function describeMachine(): Record<string, string | number> {
     cpu: c[0]?.model.trim() ?? 'unknown',
     cores: c.length,
     memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
-    os: `${osType()} ${release()}`,
+    // the kernel version without the distribution's or host's local suffix (6.1.0-18-amd64 → 6.1.0)
+    os: `${osType()} ${/^\d+(\.\d+)*/.exec(release())?.[0] ?? release()}`,
     node: process.version,
   };
 }
