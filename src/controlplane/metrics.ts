@@ -41,7 +41,7 @@ export class ControlPlaneMetrics {
     });
     this.duration = new FastHistogram('baton_invocation_duration_seconds', 'End-to-end invocation latency inside the control plane', ['class'], LATENCY_BUCKETS, registers);
     this.queueWait = new FastHistogram('baton_queue_wait_seconds', 'Time invocations waited for a free slot', ['class'], LATENCY_BUCKETS, registers);
-    this.coldLatency = new FastHistogram('baton_cold_start_seconds', 'Sandbox creation time seen by cold invocations, by function and class', ['function', 'class'], LATENCY_BUCKETS, registers);
+    this.coldLatency = new FastHistogram('baton_cold_start_seconds', 'Sandbox creation time seen by cold invocations, by price class (per function: the activation records)', ['class'], LATENCY_BUCKETS, registers);
     this.schedLatency = new FastHistogram('baton_scheduling_seconds', 'Control-plane scheduling overhead per invocation', [], LATENCY_BUCKETS, registers);
     this.badFrames = new FastCounter('baton_worker_bad_frames_total', 'Frames from workers rejected by validation (connection closed)', [], registers);
     this.cpuSeconds = new FastCounter('baton_usage_cpu_seconds_total', 'CPU time of invocations as their workers measured it (time frozen by preemption excluded)', ['namespace', 'function', 'class'], registers);
@@ -150,12 +150,11 @@ export class ControlPlaneMetrics {
     let b = this.bound.get(key);
     if (b === undefined) {
       if (this.bound.size > 50_000) this.bound.clear();
-      const fnKey = `${call.fn.namespace}/${call.fn.name}`;
       b = {
         invocations: this.invocations.bind(String(status), cls),
         duration: this.duration.bind(cls),
         queueWait: this.queueWait.bind(cls),
-        coldLatency: this.coldLatency.bind(fnKey, cls),
+        coldLatency: this.coldLatency.bind(cls),
         cpu: this.cpuSeconds.bind(call.fn.namespace, call.fn.name, cls),
         gb: this.gbSeconds.bind(call.fn.namespace, call.fn.name, cls),
         preempt: this.preemptSeconds.bind(cls),
