@@ -8,6 +8,7 @@ import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Deadlines } from './deadlines.js';
 import { FunctionRuntime } from './function-runtime.js';
+import { attachCall, callsOn, detachCall, isRunningOn } from './sandbox-calls.js';
 import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
 
 export interface DispatcherHooks {
@@ -110,6 +111,8 @@ export class Dispatcher {
       coldMs: 0,
       sandbox: undefined,
       queueEntry: undefined,
+      prevOnSandbox: undefined,
+      nextOnSandbox: undefined,
       done: false,
       timer: undefined,
       reply,
@@ -192,7 +195,7 @@ export class Dispatcher {
   private setAwaiting(parent: Call, delta: number): void {
     parent.awaiting = (parent.awaiting ?? 0) + delta;
     const sb = parent.sandbox;
-    if (sb === undefined || !sb.calls.has(parent)) return;
+    if (sb === undefined || !isRunningOn(sb, parent)) return;
     const before = sb.rank;
     this.setSandboxRank(sb, this.sandboxRank(sb));
     // a core freed in our view: work waiting for capacity may be placed now
@@ -261,7 +264,7 @@ export class Dispatcher {
   private dispatch(fn: FunctionRuntime, call: Call, sb: SandboxState, now: number): void {
     call.sandbox = sb;
     call.dispatchedAt = now;
-    sb.calls.add(call);
+    attachCall(sb, call);
     sb.lastUsed = now;
     fn.inflight++;
     sb.node.inflight++;
@@ -325,7 +328,7 @@ export class Dispatcher {
   }
 
   private releaseSlot(sb: SandboxState, call: Call): void {
-    sb.calls.delete(call);
+    detachCall(sb, call);
     sb.inflight--;
     sb.node.inflight--;
     if (sb.inflight === 0) this.setSandboxRank(sb, -1);
@@ -351,7 +354,7 @@ export class Dispatcher {
     if (sb.inflight === 0) return -1;
     let r = sb.phantom > 0 ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
     // a call waiting for its chain calls holds no core (see invokeChild)
-    for (const c of sb.calls) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
+    for (let c = sb.firstCall; c !== undefined; c = c.nextOnSandbox) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
     return r;
   }
 
@@ -498,7 +501,7 @@ export class Dispatcher {
       concurrency: fn.record.spec.concurrency,
       inflight: 0,
       phantom: 0,
-      calls: new Set(),
+      firstCall: undefined,
       rank: -1,
       readyAt: -1,
       freeIndex: -1,
@@ -574,7 +577,7 @@ export class Dispatcher {
     sb.node.sandboxes.delete(sb);
     fn.removeFree(sb);
     fn.sandboxes.delete(sb);
-    for (const call of [...sb.calls]) {
+    for (const call of callsOn(sb)) {
       this.calls.delete(call.id);
       this.releaseSlot(sb, call);
       this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${sb.fnKey} went away during the call: ${reason ?? 'deleted'}`));

@@ -55,8 +55,11 @@ export interface SandboxState {
    * the worker reports them done.
    */
   phantom: number;
-  /** Calls running on it, so they can be failed if the sandbox or its worker goes away. */
-  calls: Set<Call>;
+  /**
+   * Newest of the calls running on it (linked through the calls, see
+   * sandbox-calls.ts), so they can be failed if the sandbox or its worker goes away.
+   */
+  firstCall: Call | undefined;
   /** Rank of its highest call in flight, -1 when it has none (see NodeState.busyByRank). */
   rank: number;
   /** Index in its function's free list, -1 when not in it. */
@@ -139,6 +142,9 @@ export interface Call {
   sandbox: SandboxState | undefined;
   /** Its entry in the function's queue while it waits. */
   queueEntry: Queued<Call> | undefined;
+  /** Its neighbours among the calls running on its sandbox (see sandbox-calls.ts). */
+  prevOnSandbox: Call | undefined;
+  nextOnSandbox: Call | undefined;
   done: boolean;
   /** Its wait or execution deadline. */
   timer: Deadline | undefined;
