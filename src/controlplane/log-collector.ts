@@ -203,7 +203,7 @@ export class LogCollector {
   }
 
   private noteLiveSandboxes(): void {
-    for (const sb of this.o.dispatcher.sandboxes.values()) this.held(sb.node, sb.fnKey);
+    for (const sb of this.o.dispatcher.sandboxes.values()) this.held(sb.node, sb.fn.key);
     const now = this.o.clock.now();
     for (const [key, byNode] of this.holders) {
       for (const [id, h] of byNode) if (now - h.lastHeld > LOG_HOLDER_MEMORY_MS) byNode.delete(id);

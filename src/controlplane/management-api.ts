@@ -116,11 +116,11 @@ export function mountManagementApi(d: ManagementDeps): void {
   routes.add('get', '/v1/sandboxes', (ex, _req, who) => {
     const sandboxes = [];
     for (const sb of d.dispatcher.sandboxes.values()) {
-      const [ns = ''] = sb.fnKey.split('/');
+      const [ns = ''] = sb.fn.key.split('/');
       if (!who.admin && ns !== who.namespace) continue;
       sandboxes.push({
         id: sb.id,
-        function: sb.fnKey,
+        function: sb.fn.key,
         version: sb.version,
         nodeId: sb.node.id,
         node: sb.node.name,

@@ -181,7 +181,7 @@ export class WorkerGateway {
   /** A sandbox of ours reported from this worker: the worker now holds log lines of its function. */
   private noteLogHolder(node: NodeState, sandboxId: string): void {
     const sb = this.opts.dispatcher.sandboxes.get(sandboxId);
-    if (sb !== undefined && sb.node === node) this.opts.logs?.held(node, sb.fnKey);
+    if (sb !== undefined && sb.node === node) this.opts.logs?.held(node, sb.fn.key);
   }
 
   private welcome(ws: WebSocket<Conn>, c: Conn, hello: Extract<WorkerFrame, { t: 'hello' }>): void {

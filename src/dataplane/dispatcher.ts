@@ -234,8 +234,9 @@ export class Dispatcher {
     if (fn !== undefined) {
       const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.version === fn.version);
       if (starting.length > 0) {
-        const oldest = starting.reduce((a, b) => (a.requestedAt < b.requestedAt ? a : b));
-        why = `; its sandbox on worker ${oldest.node.name} has been starting for ${Math.round(this.clock.now() - oldest.requestedAt)} ms${fn.record.spec.runtime === 'http' ? ' (an http function must listen on $PORT)' : ''}`;
+        // a sandbox being created has taken no call: lastUsed is when it was asked for
+        const oldest = starting.reduce((a, b) => (a.lastUsed < b.lastUsed ? a : b));
+        why = `; its sandbox on worker ${oldest.node.name} has been starting for ${Math.round(this.clock.now() - oldest.lastUsed)} ms${fn.record.spec.runtime === 'http' ? ' (an http function must listen on $PORT)' : ''}`;
       } else if (fn.scale > 0) why = `; all ${fn.scale} sandboxes were busy`;
       else why = '; no worker could take a new sandbox';
     }
@@ -494,7 +495,6 @@ export class Dispatcher {
     const sb: SandboxState = {
       id,
       fn,
-      fnKey: fn.key,
       version: fn.version,
       node,
       status,
@@ -503,10 +503,9 @@ export class Dispatcher {
       phantom: 0,
       firstCall: undefined,
       rank: -1,
-      readyAt: -1,
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
-      requestedAt: now,
+      pid: undefined,
       lastUsed: now,
     };
     fn.sandboxes.add(sb);
@@ -537,7 +536,6 @@ export class Dispatcher {
     if (sb.status !== 'creating') return;
     const fn = sb.fn;
     this.setStatus(sb, 'ready');
-    sb.readyAt = this.clock.now();
     this.opts.hooks.onSandboxReady?.(fn);
     if (pid !== undefined) sb.pid = pid;
     if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
@@ -552,7 +550,7 @@ export class Dispatcher {
     const sb = this.sandboxes.get(id);
     if (sb === undefined || sb.node !== from) return;
     const fn = sb.fn;
-    this.log.warn({ sandboxId: id, fn: sb.fnKey, node: sb.node.name, err: error }, 'sandbox failed to start');
+    this.log.warn({ sandboxId: id, fn: fn.key, node: sb.node.name, err: error }, 'sandbox failed to start');
     this.removeSandbox(sb);
     if (!fn.removed && fn.scale === 0 && fn.queued > 0) {
       this.failQueued(fn, 'sandbox_failed', `the sandbox for ${fn.key} failed to start on worker ${sb.node.name}: ${error.message}`);
@@ -562,7 +560,7 @@ export class Dispatcher {
   /** A sandbox vanished (crashed, or its worker was lost): fail its calls, replace it if calls wait. */
   sandboxLost(sb: SandboxState, reason: string): void {
     if (!this.sandboxes.has(sb.id)) return;
-    this.log.warn({ sandboxId: sb.id, fn: sb.fnKey, node: sb.node.name, reason }, 'sandbox lost');
+    this.log.warn({ sandboxId: sb.id, fn: sb.fn.key, node: sb.node.name, reason }, 'sandbox lost');
     this.removeSandbox(sb, reason);
     const fn = sb.fn;
     if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
@@ -580,7 +578,7 @@ export class Dispatcher {
     for (const call of callsOn(sb)) {
       this.calls.delete(call.id);
       this.releaseSlot(sb, call);
-      this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${sb.fnKey} went away during the call: ${reason ?? 'deleted'}`));
+      this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${fn.key} went away during the call: ${reason ?? 'deleted'}`));
     }
     sb.node.inflight -= sb.phantom;
     sb.inflight -= sb.phantom;
@@ -616,7 +614,7 @@ export class Dispatcher {
     sb.phantom = phantom;
     node.inflight += phantom;
     this.setSandboxRank(sb, this.sandboxRank(sb));
-    const now = sb.requestedAt;
+    const now = sb.lastUsed;
     fn.lastActivity = Math.max(fn.lastActivity, now);
     // The autoscaler has no history yet: do not let its first ticks take these away.
     fn.holdScaleDownUntil = Math.max(fn.holdScaleDownUntil, now + fn.record.spec.scale.stableWindowMs);

@@ -39,11 +39,17 @@ export interface NodeState {
 
 export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
 
+/**
+ * A sandbox as the control plane sees it. There can be hundreds of thousands:
+ * the control plane's budget is 300 B of heap for each (bench memory), so it
+ * keeps no field that another one or its function can give (its function's
+ * key is `fn.key`), declares every field when the record is made (a field
+ * added later costs an extra backing store) and holds no collection of its own.
+ */
 export interface SandboxState {
   id: string;
-  /** The function incarnation it belongs to (kept even after the function is deleted). */
+  /** The function incarnation it belongs to (kept even after the function is deleted); its key is `fn.key`. */
   fn: FunctionRuntime;
-  fnKey: string;
   version: number;
   node: NodeState;
   status: SandboxStatus;
@@ -64,13 +70,15 @@ export interface SandboxState {
   rank: number;
   /** Index in its function's free list, -1 when not in it. */
   freeIndex: number;
+  /** When the record was made (wall-clock ms, for operators). */
   createdAt: number;
-  /** Host pid the worker reported (operators' view only). */
-  pid?: number;
-  /** When its ready report arrived (monotonic ms), -1 before. */
-  readyAt: number;
-  /** When the create frame was sent (monotonic ms). */
-  requestedAt: number;
+  /** Host pid the worker reported (operators' view only), undefined until it does. */
+  pid: number | undefined;
+  /**
+   * When it last took a call or, before its first, when it was asked for
+   * (monotonic ms): the order in which idle sandboxes go, and, while it is
+   * still being created, how long it has been starting.
+   */
   lastUsed: number;
 }
 
