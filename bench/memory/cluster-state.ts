@@ -71,6 +71,7 @@ export class ClusterState {
         awaitingWorkers: () => false,
         onSandboxCreated: () => metrics.creations.inc(),
         onSandboxReady: () => metrics.ready.inc(),
+        onSandboxGone: (sb) => logs.sandboxGone(sb.node, sb.fn.key),
       },
     });
     this.dispatcher = dispatcher;
@@ -89,7 +90,8 @@ export class ClusterState {
     const metrics = new ControlPlaneMetrics(dispatcher, this.nodes, () => 0, () => priceClasses);
     this.functions = new FunctionService(this.store, dispatcher, clock, priceClasses, 50 * 1024 * 1024);
     const chains = new ChainCalls({ dispatcher, classes, budgets, log, maxInvokeBodyBytes: 6 * 1024 * 1024, maxDepth: DEFAULT_MAX_CALL_DEPTH });
-    this.logs = new LogCollector({ nodes: this.nodes, dispatcher, clock });
+    const logs = new LogCollector({ nodes: this.nodes, dispatcher, clock });
+    this.logs = logs;
     this.gateway = new WorkerGateway({
       log,
       store: this.store,

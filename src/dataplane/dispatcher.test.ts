@@ -6,7 +6,7 @@ import type { ControlFrame } from '../protocol/messages.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Dispatcher } from './dispatcher.js';
 import type { FunctionRuntime } from './function-runtime.js';
-import type { Call, InvocationResult, NodeState } from './types.js';
+import type { Call, InvocationResult, NodeState, SandboxState } from './types.js';
 
 const classes = new PriceClassSet();
 
@@ -59,6 +59,8 @@ describe('Dispatcher', () => {
   const results: InvocationResult[] = [];
   /** n1's busy cores each time a sandbox was placed. */
   const busyAtPlacement: number[] = [];
+  /** Sandboxes reported gone (onSandboxGone). */
+  const gone: string[] = [];
   const req = { method: 'POST', path: '/', headers: {}, body: new Uint8Array(), priceClass: 'standard' };
   const reply = (r: InvocationResult): void => void results.push(r);
   const frames = (t: ControlFrame['t']): ControlFrame[] => sent.filter((f) => f.t === t);
@@ -71,6 +73,7 @@ describe('Dispatcher', () => {
     sent = [];
     results.length = 0;
     busyAtPlacement.length = 0;
+    gone.length = 0;
     n1 = node('n1', sent);
     workersExpected = true;
     d = new Dispatcher({
@@ -85,6 +88,7 @@ describe('Dispatcher', () => {
           return n1.status === 'ready' ? n1 : undefined;
         },
         awaitingWorkers: () => workersExpected,
+        onSandboxGone: (sb) => void gone.push(sb.id),
       },
     });
   });
@@ -262,6 +266,27 @@ describe('Dispatcher', () => {
     d.sandboxReady(n1, sbOf(1), 1);
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(), sbOf(1)]);
     expect(d.sandboxes.size).toBe(0);
+  });
+
+  it('reports each sandbox its worker was asked for once when it goes, whether deleted, failed or lost', () => {
+    const fn = d.upsertFunction(record({ scale: { max: 10 } }));
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      expect(d.createSandbox(fn)).toBe(true);
+      ids.push((frames('create')[i] as { sandboxId: string }).sandboxId);
+    }
+    const [a, b, c] = ids as [string, string, string];
+    d.sandboxReady(n1, a, 1);
+    d.deleteSandbox(d.sandboxes.get(a) as SandboxState);
+    d.sandboxFailed(n1, b, { code: 'sandbox_failed', message: 'no' });
+    d.sandboxReady(n1, c, 1);
+    d.nodeLost(n1, 'gone');
+    d.nodeLost(n1, 'gone again');
+    expect(gone).toEqual([a, b, c]);
+    // a create frame that could not be sent reached no worker: nothing to report
+    n1.send = () => false;
+    expect(d.createSandbox(fn)).toBe(false);
+    expect(gone).toEqual([a, b, c]);
   });
 
   it('a sandbox ready that the control plane does not track (created before a reconnect) is deleted', () => {

@@ -23,6 +23,8 @@ export interface DispatcherHooks {
   onSandboxCreated?(fn: FunctionRuntime): void;
   /** A worker confirmed a sandbox ready (a creation completed). */
   onSandboxReady?(fn: FunctionRuntime): void;
+  /** A sandbox the worker was asked to create is gone (deleted, failed or lost); once per sandbox. */
+  onSandboxGone?(sb: SandboxState): void;
   onCallDone?(call: Call, result: InvocationResult): void;
 }
 
@@ -483,7 +485,7 @@ export class Dispatcher {
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
     if (!node.send({ t: 'create', sandboxId: sb.id, spec: sandboxSpec(fn.record) })) {
-      this.removeSandbox(sb);
+      this.removeSandbox(sb, undefined, false);
       return 'none';
     }
     return 'created';
@@ -566,8 +568,11 @@ export class Dispatcher {
     if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
-  /** Forget a sandbox everywhere and fail the calls running on it. */
-  private removeSandbox(sb: SandboxState, reason?: string): void {
+  /**
+   * Forget a sandbox everywhere and fail the calls running on it. `reached`:
+   * its worker was told to create it (false when the create frame could not be sent).
+   */
+  private removeSandbox(sb: SandboxState, reason?: string, reached = true): void {
     const fn = sb.fn;
     // first, so that releasing its slots below cannot put it back on the free list
     this.setStatus(sb, 'deleting');
@@ -584,6 +589,7 @@ export class Dispatcher {
     sb.inflight -= sb.phantom;
     sb.phantom = 0;
     this.setSandboxRank(sb, -1);
+    if (reached) this.opts.hooks.onSandboxGone?.(sb);
     if (this.pending.size > 0) this.placePending();
   }
 
