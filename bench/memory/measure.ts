@@ -86,7 +86,7 @@ async function sandboxRound(cfg: MemoryConfig, gc: () => void): Promise<SandboxR
 }
 
 function checkSandboxes(s: ClusterState, expected: number): void {
-  const all = [...s.dispatcher.sandboxes.values()];
+  const all = [...s.dispatcher.allSandboxes()];
   const ready = all.filter((sb) => sb.status === 'ready').length;
   if (all.length !== expected || ready !== expected) throw new Error(`expected ${expected} ready sandboxes, the dispatcher has ${all.length} (${ready} ready)`);
   let onNodes = 0;

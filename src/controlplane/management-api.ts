@@ -115,7 +115,9 @@ export function mountManagementApi(d: ManagementDeps): void {
 
   routes.add('get', '/v1/sandboxes', (ex, _req, who) => {
     const sandboxes = [];
-    for (const sb of d.dispatcher.sandboxes.values()) {
+    // oldest first (the dispatcher keeps them worker by worker)
+    const all = [...d.dispatcher.allSandboxes()].sort((x, y) => x.createdAt - y.createdAt);
+    for (const sb of all) {
       const [ns = ''] = sb.fn.key.split('/');
       if (!who.admin && ns !== who.namespace) continue;
       sandboxes.push({

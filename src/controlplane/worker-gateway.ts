@@ -150,8 +150,8 @@ export class WorkerGateway {
         this.opts.dispatcher.sandboxFailed(node, f.sandboxId, BatonError.fromWire(f.error).toWire());
         return;
       case 'sandboxGone': {
-        const sb = this.opts.dispatcher.sandboxes.get(f.sandboxId);
-        if (sb !== undefined && sb.node === node) this.opts.dispatcher.sandboxLost(sb, f.reason);
+        const sb = this.opts.dispatcher.sandboxOn(node, f.sandboxId);
+        if (sb !== undefined) this.opts.dispatcher.sandboxLost(sb, f.reason);
         return;
       }
       case 'result':

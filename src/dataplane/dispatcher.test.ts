@@ -36,7 +36,7 @@ function node(id: string, sent: ControlFrame[]): NodeState {
     status: 'ready',
     lastHeartbeat: 0,
     connectedAt: 0,
-    sandboxes: new Set(),
+    sandboxes: new Map(),
     inflight: 0,
     bundles: new Set(),
     busyByRank: [],
@@ -188,7 +188,7 @@ describe('Dispatcher', () => {
     expect(results[0]?.status).toBe(502);
     // the queued call caused a new creation
     expect(frames('create')).toHaveLength(2);
-    expect(d.sandboxes.size).toBe(1);
+    expect(d.sandboxCount).toBe(1);
   });
 
   it('without workers after the grace period, calls fail fast with 503', () => {
@@ -206,6 +206,12 @@ describe('Dispatcher', () => {
     expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(true);
     expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(false);
     expect(d.adopt(n1, { sandboxId: 'x', functionKey: 'default/none', version: 1, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    // another worker reporting a sandbox id this one has does not take it over
+    const n2 = node('n2', []);
+    expect(d.adopt(n2, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    expect(d.sandboxCount).toBe(1);
+    expect(d.sandboxOn(n1, 'cur')?.node).toBe(n1);
+    expect(d.sandboxOn(n2, 'cur')).toBeUndefined();
     d.invoke(fn, req, reply);
     expect(frames('create')).toHaveLength(0);
     expect((frames('invoke')[0] as { sandboxId: string }).sandboxId).toBe('cur');
@@ -238,7 +244,7 @@ describe('Dispatcher', () => {
     expect(frames('invoke')).toHaveLength(2);
     d.nodeLost(n1, 'killed');
     expect(results.map((r) => r.status)).toEqual([502, 502]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     expect(fn.freeCount).toBe(0);
     expect(fn.inflight).toBe(0);
     expect(fn.scale).toBe(0);
@@ -258,14 +264,14 @@ describe('Dispatcher', () => {
     answer(callOf(0));
     expect(results[0]?.status).toBe(200);
     expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: sbOf() }]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     // one still being created when the function goes is deleted when it reports ready
     const fn2 = d.upsertFunction(record({}, 1));
     d.invoke(fn2, req, reply);
     d.removeFunction('default/f');
     d.sandboxReady(n1, sbOf(1), 1);
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(), sbOf(1)]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
   });
 
   it('reports each sandbox its worker was asked for once when it goes, whether deleted, failed or lost', () => {
@@ -277,7 +283,7 @@ describe('Dispatcher', () => {
     }
     const [a, b, c] = ids as [string, string, string];
     d.sandboxReady(n1, a, 1);
-    d.deleteSandbox(d.sandboxes.get(a) as SandboxState);
+    d.deleteSandbox(d.sandboxOn(n1, a) as SandboxState);
     d.sandboxFailed(n1, b, { code: 'sandbox_failed', message: 'no' });
     d.sandboxReady(n1, c, 1);
     d.nodeLost(n1, 'gone');
@@ -292,6 +298,21 @@ describe('Dispatcher', () => {
   it('a sandbox ready that the control plane does not track (created before a reconnect) is deleted', () => {
     d.sandboxReady(n1, 'sb-from-before', 12);
     expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: 'sb-from-before' }]);
+  });
+
+  it('takes reports about a sandbox from its own worker only', () => {
+    const fn = d.upsertFunction(record());
+    expect(d.createSandbox(fn)).toBe(true);
+    const id = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    const otherSent: ControlFrame[] = [];
+    const n2 = node('n2', otherSent);
+    d.sandboxReady(n2, id, 1);
+    expect(otherSent).toEqual([{ t: 'delete', sandboxId: id }]);
+    d.sandboxFailed(n2, id, { code: 'sandbox_failed', message: 'not yours' });
+    expect(d.sandboxOn(n1, id)?.status).toBe('creating');
+    d.sandboxReady(n1, id, 1);
+    expect(d.sandboxOn(n1, id)?.status).toBe('ready');
+    expect([...d.allSandboxes()].map((sb) => sb.id)).toEqual([id]);
   });
 
   it('an adopted sandbox keeps the calls the worker reported running; their slots free when the worker reports them done', () => {
@@ -354,7 +375,7 @@ describe('Dispatcher', () => {
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1)]);
     answer(callOf(0));
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1), sbOf()]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     expect(d.createSandbox(fn)).toBe(false);
   });
 

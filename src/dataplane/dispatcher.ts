@@ -64,7 +64,13 @@ function errorResult(code: ErrorCode, message: string, retryAfter?: number): Omi
  */
 export class Dispatcher {
   readonly functions = new Map<string, FunctionRuntime>();
-  readonly sandboxes = new Map<string, SandboxState>();
+  /**
+   * Workers with at least one sandbox. A sandbox is indexed by id on its
+   * worker only (NodeState.sandboxes): every frame about a sandbox comes from
+   * its worker, and a second, global index cost about 26 B per sandbox.
+   */
+  private readonly hosts = new Set<NodeState>();
+  private count = 0;
   private readonly calls = new Map<string, Call>();
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -95,6 +101,32 @@ export class Dispatcher {
   /** Calls of functions waiting for capacity to place a sandbox (across functions). */
   get pendingPlacements(): number {
     return this.pending.size;
+  }
+
+  /** Sandboxes of every function and state. */
+  get sandboxCount(): number {
+    return this.count;
+  }
+
+  /** Every sandbox, worker by worker (do not create or remove sandboxes while iterating). */
+  *allSandboxes(): IterableIterator<SandboxState> {
+    for (const node of this.hosts) yield* node.sandboxes.values();
+  }
+
+  /** The sandbox of this id on this worker, if the control plane tracks it there. */
+  sandboxOn(node: NodeState, id: string): SandboxState | undefined {
+    return node.sandboxes.get(id);
+  }
+
+  /** Whether the sandbox is still tracked (not removed). */
+  private tracked(sb: SandboxState): boolean {
+    return sb.node.sandboxes.get(sb.id) === sb;
+  }
+
+  /** Whether some worker has a sandbox of this id. */
+  private idTaken(id: string): boolean {
+    for (const node of this.hosts) if (node.sandboxes.has(id)) return true;
+    return false;
   }
 
   // ------------------------------------------------------------------ calls
@@ -317,8 +349,8 @@ export class Dispatcher {
 
   /** A call we do not know finished: one that was running when its sandbox was adopted after a restart. */
   private adoptedCallDone(from: NodeState, sandboxId: string): void {
-    const sb = this.sandboxes.get(sandboxId);
-    if (sb === undefined || sb.node !== from || sb.phantom === 0) {
+    const sb = from.sandboxes.get(sandboxId);
+    if (sb === undefined || sb.phantom === 0) {
       this.log.debug({ sandboxId }, 'result for an unknown call (answered already or from before a restart)');
       return;
     }
@@ -512,8 +544,9 @@ export class Dispatcher {
     };
     fn.sandboxes.add(sb);
     if (fn.countsToward(sb)) fn.scale++;
-    node.sandboxes.add(sb);
-    this.sandboxes.set(id, sb);
+    node.sandboxes.set(id, sb);
+    this.hosts.add(node);
+    this.count++;
     return sb;
   }
 
@@ -527,8 +560,8 @@ export class Dispatcher {
   }
 
   sandboxReady(from: NodeState, id: string, createMs: number, pid?: number): void {
-    const sb = this.sandboxes.get(id);
-    if (sb === undefined || sb.node !== from) {
+    const sb = from.sandboxes.get(id);
+    if (sb === undefined) {
       // Created for a connection that is gone (its records were dropped) and finished
       // after the worker's hello: nobody tracks it, so it must not live on.
       this.log.info({ sandboxId: id, node: from.name }, 'sandbox ready that is not ours (from before a reconnect): deleting it');
@@ -549,8 +582,8 @@ export class Dispatcher {
   }
 
   sandboxFailed(from: NodeState, id: string, error: WireError): void {
-    const sb = this.sandboxes.get(id);
-    if (sb === undefined || sb.node !== from) return;
+    const sb = from.sandboxes.get(id);
+    if (sb === undefined) return;
     const fn = sb.fn;
     this.log.warn({ sandboxId: id, fn: fn.key, node: sb.node.name, err: error }, 'sandbox failed to start');
     this.removeSandbox(sb);
@@ -561,7 +594,7 @@ export class Dispatcher {
 
   /** A sandbox vanished (crashed, or its worker was lost): fail its calls, replace it if calls wait. */
   sandboxLost(sb: SandboxState, reason: string): void {
-    if (!this.sandboxes.has(sb.id)) return;
+    if (!this.tracked(sb)) return;
     this.log.warn({ sandboxId: sb.id, fn: sb.fn.key, node: sb.node.name, reason }, 'sandbox lost');
     this.removeSandbox(sb, reason);
     const fn = sb.fn;
@@ -576,8 +609,10 @@ export class Dispatcher {
     const fn = sb.fn;
     // first, so that releasing its slots below cannot put it back on the free list
     this.setStatus(sb, 'deleting');
-    this.sandboxes.delete(sb.id);
-    sb.node.sandboxes.delete(sb);
+    const node = sb.node;
+    node.sandboxes.delete(sb.id);
+    if (node.sandboxes.size === 0) this.hosts.delete(node);
+    this.count--;
     fn.removeFree(sb);
     fn.sandboxes.delete(sb);
     for (const call of callsOn(sb)) {
@@ -595,7 +630,7 @@ export class Dispatcher {
 
   /** Scale-down or cleanup: delete now if idle, else drain first. */
   deleteSandbox(sb: SandboxState): void {
-    if (!this.sandboxes.has(sb.id)) return;
+    if (!this.tracked(sb)) return;
     sb.fn.removeFree(sb);
     if (sb.inflight > 0) {
       this.setStatus(sb, 'draining');
@@ -612,7 +647,7 @@ export class Dispatcher {
    */
   adopt(node: NodeState, report: SandboxReport): boolean {
     const fn = this.functions.get(report.functionKey);
-    if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.sandboxes.has(report.sandboxId)) return false;
+    if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.idTaken(report.sandboxId)) return false;
     const sb = this.register(fn, report.sandboxId, node, 'ready');
     if (report.pid !== undefined) sb.pid = report.pid;
     const phantom = Math.min(report.inflight, sb.concurrency);
@@ -631,13 +666,13 @@ export class Dispatcher {
 
   /** All of a node's sandboxes are gone (worker dead or reconnected without them). */
   nodeLost(node: NodeState, reason: string): void {
-    for (const sb of [...node.sandboxes]) this.sandboxLost(sb, reason);
+    for (const sb of [...node.sandboxes.values()]) this.sandboxLost(sb, reason);
   }
 
   /** A worker is stopping: its idle sandboxes go now, busy ones when their calls end; waiters go elsewhere. */
   nodeDraining(node: NodeState): void {
     const affected = new Set<FunctionRuntime>();
-    for (const sb of [...node.sandboxes]) {
+    for (const sb of [...node.sandboxes.values()]) {
       affected.add(sb.fn);
       if (sb.status !== 'creating') this.deleteSandbox(sb);
     }

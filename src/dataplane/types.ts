@@ -19,7 +19,8 @@ export interface NodeState {
   status: NodeStatus;
   lastHeartbeat: number;
   connectedAt: number;
-  sandboxes: Set<SandboxState>;
+  /** Its sandboxes by id: the control plane's only index of sandboxes by id (every frame about one comes from its worker). */
+  sandboxes: Map<string, SandboxState>;
   inflight: number;
   /** Bundle hashes this worker has fetched (for code locality). */
   bundles: Set<string>;
