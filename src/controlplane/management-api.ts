@@ -123,12 +123,12 @@ export function mountManagementApi(d: ManagementDeps): void {
       sandboxes.push({
         id: sb.id,
         function: sb.fn.key,
-        version: sb.version,
+        version: sb.record.version,
         nodeId: sb.node.id,
         node: sb.node.name,
         state: sb.status,
         inflight: sb.inflight,
-        concurrency: sb.concurrency,
+        concurrency: sb.record.spec.concurrency,
         ...(who.admin && sb.pid !== undefined ? { pid: sb.pid } : {}),
         createdAt: new Date(sb.createdAt).toISOString(),
       });

@@ -266,7 +266,7 @@ export class Dispatcher {
     const waited = Math.round(this.clock.now() - call.arrivedAt);
     let why = '';
     if (fn !== undefined) {
-      const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.version === fn.version);
+      const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.record.version === fn.version);
       if (starting.length > 0) {
         // a sandbox being created has taken no call: lastUsed is when it was asked for
         const oldest = starting.reduce((a, b) => (a.lastUsed < b.lastUsed ? a : b));
@@ -367,7 +367,7 @@ export class Dispatcher {
     sb.inflight--;
     sb.node.inflight--;
     if (sb.inflight === 0) this.setSandboxRank(sb, -1);
-    else if ((call.req.rank ?? 0) === sb.rank && sb.concurrency > 1) this.setSandboxRank(sb, this.sandboxRank(sb));
+    else if ((call.req.rank ?? 0) === sb.rank && sb.record.spec.concurrency > 1) this.setSandboxRank(sb, this.sandboxRank(sb));
     const fn = sb.fn;
     const now = this.clock.now();
     fn.touch(now);
@@ -529,10 +529,9 @@ export class Dispatcher {
     const sb: SandboxState = {
       id,
       fn,
-      version: fn.version,
+      record: fn.record,
       node,
       status,
-      concurrency: fn.record.spec.concurrency,
       inflight: 0,
       phantom: 0,
       firstCall: undefined,
@@ -573,7 +572,7 @@ export class Dispatcher {
     this.setStatus(sb, 'ready');
     this.opts.hooks.onSandboxReady?.(fn);
     if (pid !== undefined) sb.pid = pid;
-    if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
+    if (fn.removed || sb.record.version !== fn.version || from.status !== 'ready') {
       this.deleteSandbox(sb);
       return;
     }
@@ -650,7 +649,7 @@ export class Dispatcher {
     if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.idTaken(report.sandboxId)) return false;
     const sb = this.register(fn, report.sandboxId, node, 'ready');
     if (report.pid !== undefined) sb.pid = report.pid;
-    const phantom = Math.min(report.inflight, sb.concurrency);
+    const phantom = Math.min(report.inflight, sb.record.spec.concurrency);
     sb.inflight = phantom;
     sb.phantom = phantom;
     node.inflight += phantom;

@@ -56,7 +56,7 @@ export class FunctionRuntime {
 
   /** Whether a sandbox counts toward `scale`. */
   countsToward(sb: SandboxState): boolean {
-    return sb.version === this.version && (sb.status === 'ready' || sb.status === 'creating');
+    return sb.record.version === this.version && (sb.status === 'ready' || sb.status === 'creating');
   }
 
   /** Count again (after a version change). */
@@ -87,12 +87,12 @@ export class FunctionRuntime {
     const sb = this.free[this.free.length - 1];
     if (sb === undefined) return undefined;
     sb.inflight++;
-    if (sb.inflight >= sb.concurrency) this.removeFree(sb);
+    if (sb.inflight >= sb.record.spec.concurrency) this.removeFree(sb);
     return sb;
   }
 
   addFree(sb: SandboxState): void {
-    if (sb.freeIndex !== -1 || sb.status !== 'ready' || sb.version !== this.version || sb.inflight >= sb.concurrency) return;
+    if (sb.freeIndex !== -1 || sb.status !== 'ready' || sb.record.version !== this.version || sb.inflight >= sb.record.spec.concurrency) return;
     sb.freeIndex = this.free.length;
     this.free.push(sb);
   }

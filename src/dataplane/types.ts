@@ -44,17 +44,20 @@ export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
  * A sandbox as the control plane sees it. There can be hundreds of thousands:
  * the control plane's budget is 300 B of heap for each (bench memory), so it
  * keeps no field that another one or its function can give (its function's
- * key is `fn.key`), declares every field when the record is made (a field
+ * key is `fn.key`, its version and concurrency are its record's), declares every field when the record is made (a field
  * added later costs an extra backing store) and holds no collection of its own.
  */
 export interface SandboxState {
   id: string;
   /** The function incarnation it belongs to (kept even after the function is deleted); its key is `fn.key`. */
   fn: FunctionRuntime;
-  version: number;
+  /**
+   * The definition it runs (its function's record when it was made): its
+   * version is `record.version`, its slots `record.spec.concurrency`.
+   */
+  record: FunctionRecord;
   node: NodeState;
   status: SandboxStatus;
-  concurrency: number;
   inflight: number;
   /**
    * Of `inflight`, calls a worker reported running when its sandbox was adopted
