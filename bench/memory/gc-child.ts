@@ -13,14 +13,24 @@ function childScript(): string {
 }
 
 /**
- * Run the measurement in a new Node process started with --expose-gc: the
- * retained heap can only be read after full collections, which need `gc()`,
- * and a fresh process holds nothing of the caller's. Each progress line the
- * child prints goes to `progress`.
+ * V8 flags of the measuring process. --expose-gc: the retained heap can only
+ * be read after full collections, which need `gc()`. The other two change no
+ * object's size, only what a heap figure counts besides live objects: every
+ * full collection compacts (else the free fragments too small to reuse count
+ * as used, differently from one collection to the next), and bytecode is not
+ * flushed (code unused for a few collections would otherwise shrink the heap
+ * in the middle of a measurement).
+ */
+const NODE_FLAGS = ['--expose-gc', '--compact-on-every-full-gc', '--no-flush-bytecode'];
+
+/**
+ * Run the measurement in a new Node process (a fresh one holds nothing of
+ * the caller's) with NODE_FLAGS. Each progress line the child prints goes to
+ * `progress`.
  */
 export function measureInChild(cfg: MemoryConfig, progress: (line: string) => void = () => undefined): Promise<MemoryFigures> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', childScript(), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, childScript(), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let partial = '';

@@ -46,10 +46,16 @@ function usedHeap(): number {
   return used;
 }
 
-/** Full collections until the heap stops shrinking: what is left is what something still holds. */
-function retainedHeap(gc: () => void): number {
+/**
+ * Full collections until the heap stops shrinking: what is left is what
+ * something still holds. Each after a turn of the event loop, so that what
+ * ended in the previous one (closed thread pools, timers, weak references
+ * kept for the rest of a job) is gone.
+ */
+async function retainedHeap(gc: () => void): Promise<number> {
   let last = Number.POSITIVE_INFINITY;
   for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 10));
     gc();
     const used = usedHeap();
     if (used >= last) return used;
@@ -73,11 +79,11 @@ async function sandboxRound(cfg: MemoryConfig, gc: () => void): Promise<SandboxR
   const s = new ClusterState();
   try {
     await s.deployFunctions(cfg.functions);
-    const h0 = retainedHeap(gc);
+    const h0 = await retainedHeap(gc);
     s.connectWorkers(cfg.workers);
-    const h1 = retainedHeap(gc);
+    const h1 = await retainedHeap(gc);
     const created = s.createSandboxes(cfg.sandboxesPerFunction);
-    const h2 = retainedHeap(gc);
+    const h2 = await retainedHeap(gc);
     checkSandboxes(s, created);
     return { perSandbox: (h2 - h1) / created, perWorker: (h1 - h0) / cfg.workers, heap: h2 };
   } finally {
@@ -100,9 +106,9 @@ async function functionRound(cfg: MemoryConfig, gc: () => void): Promise<{ perFu
   try {
     // warm the deploy path (bundle thread pool, prepared statements) before the baseline
     await s.deployFunctions(1);
-    const h0 = retainedHeap(gc);
+    const h0 = await retainedHeap(gc);
     await s.deployFunctions(cfg.idleFunctions);
-    const h1 = retainedHeap(gc);
+    const h1 = await retainedHeap(gc);
     if (s.dispatcher.functions.size !== cfg.idleFunctions + 1) throw new Error(`expected ${cfg.idleFunctions + 1} functions, the dispatcher has ${s.dispatcher.functions.size}`);
     return { perFunction: (h1 - h0) / cfg.idleFunctions, heap: h1 };
   } finally {
