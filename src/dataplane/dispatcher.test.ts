@@ -331,6 +331,22 @@ describe('Dispatcher', () => {
     expect(fn.holdScaleDownUntil).toBeGreaterThan(now);
   });
 
+  it('losing an adopted sandbox frees the slots of the calls its worker reported, and its cores', () => {
+    const fn = d.upsertFunction(record({ concurrency: 3, scale: { max: 1 } }));
+    expect(d.adopt(n1, { sandboxId: 'busy', functionKey: 'default/f', version: 1, incarnation: 'fi_1', inflight: 2 })).toBe(true);
+    expect(n1.inflight).toBe(2);
+    expect(n1.busy).toBe(1);
+    d.invoke(fn, req, reply);
+    expect(n1.inflight).toBe(3);
+    d.nodeLost(n1, 'gone');
+    expect(results.map((r) => r.status)).toEqual([502]);
+    expect(n1.inflight).toBe(0);
+    expect(n1.busy).toBe(0);
+    // a late result for a reported call finds nothing to free
+    d.result(n1, { t: 'result', callId: 'call-from-before', sandboxId: 'busy', status: 200, headers: {}, body: new Uint8Array(), execMs: 5 });
+    expect(n1.inflight).toBe(0);
+  });
+
   it('a cancelled queued call leaves its queue at once and drops its body', () => {
     const fn = d.upsertFunction(record());
     const body = new Uint8Array(1024);

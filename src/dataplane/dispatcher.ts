@@ -71,6 +71,14 @@ export class Dispatcher {
    */
   private readonly hosts = new Set<NodeState>();
   private count = 0;
+  /**
+   * Of an adopted sandbox's `inflight`, the calls its worker reported running
+   * when it was adopted after a control-plane restart: not ours to answer,
+   * but they hold slots until the worker reports them done. Only adopted
+   * sandboxes with such calls left are here (a field on every sandbox for
+   * this rare case cost 8 B each).
+   */
+  private readonly phantoms = new Map<SandboxState, number>();
   private readonly calls = new Map<string, Call>();
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -350,11 +358,13 @@ export class Dispatcher {
   /** A call we do not know finished: one that was running when its sandbox was adopted after a restart. */
   private adoptedCallDone(from: NodeState, sandboxId: string): void {
     const sb = from.sandboxes.get(sandboxId);
-    if (sb === undefined || sb.phantom === 0) {
+    const phantom = sb === undefined ? 0 : (this.phantoms.get(sb) ?? 0);
+    if (sb === undefined || phantom === 0) {
       this.log.debug({ sandboxId }, 'result for an unknown call (answered already or from before a restart)');
       return;
     }
-    sb.phantom--;
+    if (phantom === 1) this.phantoms.delete(sb);
+    else this.phantoms.set(sb, phantom - 1);
     sb.inflight--;
     sb.node.inflight--;
     this.setSandboxRank(sb, this.sandboxRank(sb));
@@ -387,7 +397,7 @@ export class Dispatcher {
   /** The rank of a sandbox's highest call in flight (adopted calls count at its function's class). */
   private sandboxRank(sb: SandboxState): number {
     if (sb.inflight === 0) return -1;
-    let r = sb.phantom > 0 ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
+    let r = this.phantoms.size > 0 && this.phantoms.has(sb) ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
     // a call waiting for its chain calls holds no core (see invokeChild)
     for (let c = sb.firstCall; c !== undefined; c = c.nextOnSandbox) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
     return r;
@@ -533,7 +543,6 @@ export class Dispatcher {
       node,
       status,
       inflight: 0,
-      phantom: 0,
       firstCall: undefined,
       rank: -1,
       freeIndex: -1,
@@ -619,9 +628,12 @@ export class Dispatcher {
       this.releaseSlot(sb, call);
       this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${fn.key} went away during the call: ${reason ?? 'deleted'}`));
     }
-    sb.node.inflight -= sb.phantom;
-    sb.inflight -= sb.phantom;
-    sb.phantom = 0;
+    const phantom = this.phantoms.get(sb) ?? 0;
+    if (phantom > 0) {
+      this.phantoms.delete(sb);
+      sb.node.inflight -= phantom;
+      sb.inflight -= phantom;
+    }
     this.setSandboxRank(sb, -1);
     if (reached) this.opts.hooks.onSandboxGone?.(sb);
     if (this.pending.size > 0) this.placePending();
@@ -651,7 +663,7 @@ export class Dispatcher {
     if (report.pid !== undefined) sb.pid = report.pid;
     const phantom = Math.min(report.inflight, sb.record.spec.concurrency);
     sb.inflight = phantom;
-    sb.phantom = phantom;
+    if (phantom > 0) this.phantoms.set(sb, phantom);
     node.inflight += phantom;
     this.setSandboxRank(sb, this.sandboxRank(sb));
     const now = sb.lastUsed;

@@ -58,13 +58,8 @@ export interface SandboxState {
   record: FunctionRecord;
   node: NodeState;
   status: SandboxStatus;
+  /** Calls holding its slots (with those its worker reported running when it was adopted, see Dispatcher.phantoms). */
   inflight: number;
-  /**
-   * Of `inflight`, calls a worker reported running when its sandbox was adopted
-   * after a control-plane restart: not ours to answer, but they hold slots until
-   * the worker reports them done.
-   */
-  phantom: number;
   /**
    * Newest of the calls running on it (linked through the calls, see
    * sandbox-calls.ts), so they can be failed if the sandbox or its worker goes away.
