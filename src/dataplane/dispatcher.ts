@@ -539,6 +539,8 @@ export class Dispatcher {
     const sb: SandboxState = {
       id,
       fn,
+      prevOfFn: undefined,
+      nextOfFn: undefined,
       record: fn.record,
       node,
       status,

@@ -1,6 +1,7 @@
 import { ClassQueue, type PushResult, type Queued } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
+import { FunctionSandboxes } from './function-sandboxes.js';
 import type { Call, SandboxState } from './types.js';
 
 /**
@@ -10,8 +11,8 @@ import type { Call, SandboxState } from './types.js';
 export class FunctionRuntime {
   record: FunctionRecord;
   readonly key: string;
-  /** All sandboxes of this function, any version and state. */
-  readonly sandboxes = new Set<SandboxState>();
+  /** All sandboxes of this function, any version and state, oldest first. */
+  readonly sandboxes = new FunctionSandboxes();
   /** Ready sandboxes of the current version with at least one free slot. */
   private readonly free: SandboxState[] = [];
   /** Calls running on a sandbox. */

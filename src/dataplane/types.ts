@@ -45,12 +45,18 @@ export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
  * the control plane's budget is 300 B of heap for each (bench memory), so it
  * keeps no field that another one or its function can give (its function's
  * key is `fn.key`, its version and concurrency are its record's), declares every field when the record is made (a field
- * added later costs an extra backing store) and holds no collection of its own.
+ * added later costs an extra backing store) and holds no collection of its
+ * own. It sits in three: its worker's index by id, its function's list
+ * (linked through its own fields) and, while it has free slots, its
+ * function's free list.
  */
 export interface SandboxState {
   id: string;
   /** The function incarnation it belongs to (kept even after the function is deleted); its key is `fn.key`. */
   fn: FunctionRuntime;
+  /** Its neighbours among its function's sandboxes (see function-sandboxes.ts). */
+  prevOfFn: SandboxState | undefined;
+  nextOfFn: SandboxState | undefined;
   /**
    * The definition it runs (its function's record when it was made): its
    * version is `record.version`, its slots `record.spec.concurrency`.
