@@ -1,6 +1,7 @@
 import { systemClock } from '../../src/common/clock.js';
 import { randomSecret, sha256Hex } from '../../src/common/ids.js';
 import { silentLogger } from '../../src/common/logger.js';
+import { AutoscalerLoop } from '../../src/controlplane/autoscaler-loop.js';
 import { BudgetGate } from '../../src/controlplane/budget-gate.js';
 import { ChainCalls, DEFAULT_MAX_CALL_DEPTH } from '../../src/controlplane/chain-calls.js';
 import { FunctionService } from '../../src/controlplane/function-service.js';
@@ -43,6 +44,8 @@ export class ClusterState {
   readonly nodes: NodeRegistry;
   readonly functions: FunctionService;
   readonly workers: LinkedWorker[] = [];
+  /** Not started: the benchmark runs its ticks. */
+  readonly autoscaler: AutoscalerLoop;
   private readonly gateway: WorkerGateway;
   private readonly app = new SocketlessApp();
   private readonly logs: LogCollector;
@@ -107,6 +110,7 @@ export class ClusterState {
       logs: this.logs,
     });
     this.gateway.mount(this.app.asTemplatedApp());
+    this.autoscaler = new AutoscalerLoop(dispatcher, clock, 1000);
   }
 
   /** Workers join: each says hello over its own link, then sends one heartbeat (which lists it for placement). */
@@ -125,14 +129,15 @@ export class ClusterState {
    * Deploy `count` node functions like examples/hello, each with its own
    * bundle, through FunctionService.apply: the same path as
    * `PUT /v1/namespaces/default/functions/{name}` once the body is parsed.
+   * `minScale`: sandboxes each keeps warm (scale.min).
    */
-  async deployFunctions(count: number): Promise<void> {
+  async deployFunctions(count: number, minScale = 0): Promise<void> {
     for (let i = 0; i < count; i++) {
       const n = this.deployed++;
       const name = `hello-${String(n).padStart(6, '0')}`;
       // (a fresh, flat copy: names reach apply from the HTTP layer as flat strings)
       await this.functions.apply('default', Buffer.from(name).toString('latin1'), {
-        spec: { runtime: 'node', handler: './index.js', priceClass: 'standard', env: { GREETING: 'hello' }, concurrency: 4, scale: { min: 0, max: 10, keepAlive: '60s' }, timeout: '10s' },
+        spec: { runtime: 'node', handler: './index.js', priceClass: 'standard', env: { GREETING: 'hello' }, concurrency: 4, scale: { min: minScale, max: Math.max(10, minScale), keepAlive: '60s' }, timeout: '10s' },
         bundle: await this.bundles.next(n),
       });
     }
@@ -154,6 +159,17 @@ export class ClusterState {
     }
     for (const w of this.workers) w.reportCreatedReady();
     return created;
+  }
+
+  /**
+   * Autoscaler ticks, back to back: each records every active function's
+   * concurrency, so after a stable window's worth of ticks (60 at the
+   * default 1 s period and 60 s window) the autoscaler holds as much
+   * history as it ever does. Nothing is created or deleted when every
+   * function has its scale.min sandboxes.
+   */
+  tickAutoscaler(times: number): void {
+    for (let i = 0; i < times; i++) this.autoscaler.tick();
   }
 
   /** Every function's runtime state (for checks). */

@@ -28,6 +28,8 @@ export interface PerObject {
 export interface MemoryFigures {
   perSandbox: PerObject;
   perFunction: PerObject;
+  /** What a function with sandboxes adds once the autoscaler holds a full window of its history (on top of perFunction). */
+  perActiveFunction: PerObject;
   /** Per worker connection, including the emulated link's own small objects (informational). */
   perWorker: PerObject;
   /** used_heap_size with everything in place, last round, bytes. */
@@ -67,25 +69,34 @@ async function retainedHeap(gc: () => void): Promise<number> {
 interface SandboxRound {
   perSandbox: number;
   perWorker: number;
+  perActiveFunction: number;
   heap: number;
 }
 
+/** Autoscaler ticks in a stable window: 60 s at one tick a second (the defaults). */
+const TICKS_PER_WINDOW = 60;
+
 /**
- * Workers join, functions are deployed, then (heap measured before and after)
- * every function gets its sandboxes, created through the dispatcher and
- * reported ready by their workers through the gateway.
+ * Functions are deployed (each keeping its sandboxes warm with scale.min),
+ * workers join, then (heap measured before and after) every function gets
+ * its sandboxes, created through the dispatcher and reported ready by their
+ * workers through the gateway; last, the autoscaler ticks through a stable
+ * window.
  */
 async function sandboxRound(cfg: MemoryConfig, gc: () => void): Promise<SandboxRound> {
   const s = new ClusterState();
   try {
-    await s.deployFunctions(cfg.functions);
+    await s.deployFunctions(cfg.functions, cfg.sandboxesPerFunction);
     const h0 = await retainedHeap(gc);
     s.connectWorkers(cfg.workers);
     const h1 = await retainedHeap(gc);
     const created = s.createSandboxes(cfg.sandboxesPerFunction);
     const h2 = await retainedHeap(gc);
     checkSandboxes(s, created);
-    return { perSandbox: (h2 - h1) / created, perWorker: (h1 - h0) / cfg.workers, heap: h2 };
+    s.tickAutoscaler(TICKS_PER_WINDOW);
+    const h3 = await retainedHeap(gc);
+    checkSandboxes(s, created);
+    return { perSandbox: (h2 - h1) / created, perWorker: (h1 - h0) / cfg.workers, perActiveFunction: (h3 - h2) / cfg.functions, heap: h2 };
   } finally {
     await s.close();
   }
@@ -143,6 +154,7 @@ export async function measureMemory(cfg: MemoryConfig, gc: () => void, progress:
   const sandboxes: number[] = [];
   const functions: number[] = [];
   const workers: number[] = [];
+  const active: number[] = [];
   let heapWithSandboxes = 0;
   let heapWithFunctions = 0;
   for (let round = 0; round <= cfg.rounds; round++) {
@@ -150,13 +162,14 @@ export async function measureMemory(cfg: MemoryConfig, gc: () => void, progress:
     const sr = await sandboxRound(c, gc);
     const fr = await functionRound(c, gc);
     const label = round === 0 ? 'warm-up' : `round ${round}/${cfg.rounds}`;
-    progress(`${label}: ${sr.perSandbox.toFixed(1)} B/sandbox, ${fr.perFunction.toFixed(1)} B/function, ${sr.perWorker.toFixed(0)} B/worker`);
+    progress(`${label}: ${sr.perSandbox.toFixed(1)} B/sandbox, ${fr.perFunction.toFixed(1)} B/function (+${sr.perActiveFunction.toFixed(0)} B when active), ${sr.perWorker.toFixed(0)} B/worker`);
     if (round === 0) continue;
     sandboxes.push(sr.perSandbox);
     functions.push(fr.perFunction);
     workers.push(sr.perWorker);
+    active.push(sr.perActiveFunction);
     heapWithSandboxes = sr.heap;
     heapWithFunctions = fr.heap;
   }
-  return { perSandbox: perObject(sandboxes), perFunction: perObject(functions), perWorker: perObject(workers), heapWithSandboxes, heapWithFunctions };
+  return { perSandbox: perObject(sandboxes), perFunction: perObject(functions), perActiveFunction: perObject(active), perWorker: perObject(workers), heapWithSandboxes, heapWithFunctions };
 }
