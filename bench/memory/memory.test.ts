@@ -12,7 +12,7 @@ import { BUDGETS } from './measure.js';
  */
 describe('control-plane heap', () => {
   it(`stays within ${BUDGETS.sandboxBytes} B per sandbox and ${BUDGETS.functionBytes} B per function`, async () => {
-    const f = await measureInChild({ workers: 200, functions: 100, sandboxesPerFunction: 100, idleFunctions: 500, rounds: 2 });
+    const f = await measureInChild({ workers: 200, functions: 100, sandboxesPerFunction: 100, idleFunctions: 500, rounds: 1 });
     const sandbox = f.perSandbox.max;
     const fn = f.perFunction.max;
     expect(sandbox, `measured ${sandbox} B per sandbox (rounds: ${f.perSandbox.rounds.join(', ')}), budget ${BUDGETS.sandboxBytes} B`).toBeLessThanOrEqual(BUDGETS.sandboxBytes);

@@ -15,16 +15,18 @@ const HELP = `baton bench memory — control-plane heap per sandbox and per func
 
 Measures the real control-plane code in a child process started with
 --expose-gc: the dispatcher, node registry, placement, metrics, function
-service (SQLite in memory) and log collector, wired as the control plane
-wires them, with the worker gateway fed through an in-memory stand-in for
-its WebSocket. Workers say hello and heartbeat; functions like
+service (SQLite in memory), log collector and autoscaler, wired as the
+control plane wires them, with the worker gateway fed through an in-memory
+stand-in for its WebSocket. Workers say hello and heartbeat; functions like
 examples/hello are deployed through the function service, each with its own
 bundle; the dispatcher creates every function's sandboxes as the autoscaler
 asks for them, and the workers report them ready (with a pid, as process
 workers do). Per sandbox: the heap retained after they are all ready, less
 the heap before, over their number; per function: the same around deploying
-functions that have no sandbox. The heap is V8's used heap after full
-collections, less compiled code (not state). Budgets: ${BUDGETS.sandboxBytes} B per sandbox, ${BUDGETS.functionBytes} B per function.`;
+functions that have no sandbox; an active function: what the autoscaler's
+history of a function adds once it spans a stable window (60 ticks). The
+heap is V8's used heap after full collections, less compiled code (not
+state). Budgets: ${BUDGETS.sandboxBytes} B per sandbox, ${BUDGETS.functionBytes} B per function.`;
 
 function positiveInt(name: string, v: string): number {
   const n = Number(v);
@@ -73,6 +75,7 @@ export async function runMemoryCli(argv: string[]): Promise<void> {
     budgets: BUDGETS,
     bytesPerSandbox: figures.perSandbox,
     bytesPerFunction: figures.perFunction,
+    bytesAddedPerActiveFunction: figures.perActiveFunction,
     bytesPerWorker: figures.perWorker,
     heapWithSandboxesBytes: figures.heapWithSandboxes,
     heapWithFunctionsBytes: figures.heapWithFunctions,
@@ -87,5 +90,6 @@ export async function runMemoryCli(argv: string[]): Promise<void> {
   process.stdout.write('| bytes each | mean | min | max | budget | |\n|---|---:|---:|---:|---:|---|\n');
   process.stdout.write(row('sandbox (ready)', figures.perSandbox, BUDGETS.sandboxBytes));
   process.stdout.write(row('function (deployed, no sandbox)', figures.perFunction, BUDGETS.functionBytes));
+  process.stdout.write(row('+ autoscaler history of a function with sandboxes', figures.perActiveFunction, undefined));
   process.stdout.write(row('worker connection (incl. the emulated link)', figures.perWorker, undefined));
 }
