@@ -44,11 +44,11 @@ export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
  * A sandbox as the control plane sees it. There can be hundreds of thousands:
  * the control plane's budget is 300 B of heap for each (bench memory), so it
  * keeps no field that another one or its function can give (its function's
- * key is `fn.key`, its version and concurrency are its record's), declares every field when the record is made (a field
- * added later costs an extra backing store) and holds no collection of its
- * own. It sits in three: its worker's index by id, its function's list
- * (linked through its own fields) and, while it has free slots, its
- * function's free list.
+ * key is `fn.key`, its version and concurrency are its record's), declares
+ * every field when the record is made (a field added later costs an extra
+ * backing store) and holds no collection of its own. It sits in three: its
+ * worker's index by id, its function's list (linked through its own fields)
+ * and, while it has free slots, its function's free list.
  */
 export interface SandboxState {
   id: string;
