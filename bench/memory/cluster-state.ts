@@ -30,9 +30,11 @@ const WORKER_MEMORY_MB = 256 * 1024;
  * The parts of a control plane that hold cluster state in memory, built and
  * wired as `startControlPlane` (src/controlplane/control-plane.ts) builds
  * them — dispatcher, node registry, placement, metrics, function service,
- * log collector, worker gateway — without the HTTP listener. The store is
- * SQLite in memory (outside the V8 heap, like the file-backed store's page
- * cache), so deploying thousands of functions does not wait for fsync.
+ * log collector, autoscaler loop, worker gateway — without the HTTP listener
+ * and the parts that hold state per call only (activation log, async
+ * invoker). The store is SQLite in memory (outside the V8 heap, like the
+ * file-backed store's page cache), so deploying thousands of functions does
+ * not wait for fsync.
  *
  * Workers reach the real WorkerGateway through SocketlessApp: their frames
  * are encoded, decoded and handled exactly as when they come over a

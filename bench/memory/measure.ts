@@ -32,7 +32,7 @@ export interface MemoryFigures {
   perActiveFunction: PerObject;
   /** Per worker connection, including the emulated link's own small objects (informational). */
   perWorker: PerObject;
-  /** used_heap_size with everything in place, last round, bytes. */
+  /** The used heap (outside code spaces) with everything in place, last round, bytes. */
   heapWithSandboxes: number;
   heapWithFunctions: number;
 }
