@@ -68,7 +68,7 @@ export class AutoscalerLoop {
 
   private scaleDown(fn: FunctionRuntime, count: number): void {
     const idle: SandboxState[] = [];
-    for (const sb of fn.sandboxes) if (sb.status === 'ready' && sb.inflight === 0 && sb.version === fn.version) idle.push(sb);
+    for (const sb of fn.sandboxes) if (sb.status === 'ready' && sb.inflight === 0 && sb.record.version === fn.version) idle.push(sb);
     idle.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const sb of idle.slice(0, count)) this.dispatcher.deleteSandbox(sb);
   }

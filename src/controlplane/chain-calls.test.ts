@@ -37,7 +37,7 @@ function node(id: string, sent: ControlFrame[]): NodeState {
     status: 'ready',
     lastHeartbeat: 0,
     connectedAt: 0,
-    sandboxes: new Set(),
+    sandboxes: new Map(),
     inflight: 0,
     bundles: new Set(),
     busyByRank: [],

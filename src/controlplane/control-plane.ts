@@ -173,6 +173,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
       onSandboxCreated: () => metrics.creations.inc(),
       onSandboxReady: () => metrics.ready.inc(),
+      // the worker keeps the log lines of a sandbox that went for a while: ask it for them meanwhile
+      onSandboxGone: (sb) => logs.sandboxGone(sb.node, sb.fn.key),
       onCallDone: (call, r) => {
         metrics.observe(call, r);
         const u = r.usage;

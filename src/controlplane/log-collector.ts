@@ -7,13 +7,13 @@ import type { NodeRegistry } from './node-registry.js';
 /** How long one worker may take to answer a logs request before the answer goes without it. */
 export const LOGS_WORKER_TIMEOUT_MS = 2_000;
 /**
- * How long a worker is still asked for a function's logs after it last held
- * one of its sandboxes: longer than a worker keeps a function's log after its
+ * How long a worker is still asked for a function's logs after one of its
+ * sandboxes there went: longer than a worker keeps a function's log after its
  * last sandbox there went (15 minutes), so nothing a worker still has is missed.
  */
 export const LOG_HOLDER_MEMORY_MS = 20 * 60_000;
-/** How often the workers of live sandboxes are noted as holders (so the memory above counts from when they went). */
-const HOLDER_REFRESH_MS = 30_000;
+/** How often workers whose sandboxes went longer ago than that are forgotten. */
+const HOLDER_PURGE_MS = 30_000;
 
 export interface LogQuery {
   ns: string;
@@ -59,7 +59,7 @@ export const LOGS_MAX_LIMIT = 10_000;
 interface Holder {
   nodeId: string;
   name: string;
-  /** Monotonic ms when it last held a sandbox of the function. */
+  /** Monotonic ms when it last held a sandbox of the function (when one went, or now for one running there). */
   lastHeld: number;
 }
 
@@ -94,9 +94,14 @@ export function mergeLogs(answers: { node: string; lines: readonly LogLine[]; tr
  * the log for a while after the sandbox went). Asks them all at once over
  * their links and answers with what came back within the per-worker timeout,
  * naming the workers that did not answer.
+ *
+ * Only the workers where sandboxes went are remembered here; those running
+ * one are found from the dispatcher when logs are asked for. Remembering
+ * every running sandbox's worker cost about 100 B of heap per sandbox, a
+ * third of the control plane's budget for one.
  */
 export class LogCollector {
-  /** Function key → the workers that held its sandboxes, by node id. */
+  /** Function key → the workers where its sandboxes went recently, by node id. */
   private readonly holders = new Map<string, Map<string, Holder>>();
   private readonly waiting = new Map<number, Waiting>();
   private nextReq = 1;
@@ -111,12 +116,12 @@ export class LogCollector {
       workerTimeoutMs?: number;
     },
   ) {
-    this.timer = setInterval(() => this.noteLiveSandboxes(), HOLDER_REFRESH_MS);
+    this.timer = setInterval(() => this.purge(), HOLDER_PURGE_MS);
     this.timer.unref();
   }
 
-  /** A sandbox of the function is (or was until just now) on this worker: it may have written lines there. */
-  held(node: NodeState, functionKey: string): void {
+  /** A sandbox of the function went from this worker: the worker keeps the lines it wrote for a while. */
+  sandboxGone(node: NodeState, functionKey: string): void {
     let byNode = this.holders.get(functionKey);
     if (byNode === undefined) {
       byNode = new Map();
@@ -190,20 +195,25 @@ export class LogCollector {
     clearInterval(this.timer);
   }
 
-  /** The workers to ask: those with a sandbox of the function now, and those that had one recently. */
+  /** The workers to ask: those with a sandbox of the function now, and those where one went recently. */
   private holdersOf(functionKey: string): Holder[] {
-    const fn = this.o.dispatcher.functions.get(functionKey);
-    if (fn !== undefined) for (const sb of fn.sandboxes) this.held(sb.node, functionKey);
-    const byNode = this.holders.get(functionKey);
-    if (byNode === undefined) return [];
     const now = this.o.clock.now();
-    for (const [id, h] of byNode) if (now - h.lastHeld > LOG_HOLDER_MEMORY_MS) byNode.delete(id);
-    if (byNode.size === 0) this.holders.delete(functionKey);
-    return [...byNode.values()];
+    const out = new Map<string, Holder>();
+    const fn = this.o.dispatcher.functions.get(functionKey);
+    if (fn !== undefined) for (const { node } of fn.sandboxes) if (!out.has(node.id)) out.set(node.id, { nodeId: node.id, name: node.name, lastHeld: now });
+    const byNode = this.holders.get(functionKey);
+    if (byNode !== undefined) {
+      for (const [id, h] of byNode) {
+        if (now - h.lastHeld > LOG_HOLDER_MEMORY_MS) byNode.delete(id);
+        else if (!out.has(id)) out.set(id, h);
+      }
+      if (byNode.size === 0) this.holders.delete(functionKey);
+    }
+    return [...out.values()];
   }
 
-  private noteLiveSandboxes(): void {
-    for (const sb of this.o.dispatcher.sandboxes.values()) this.held(sb.node, sb.fnKey);
+  /** Forget the workers whose sandboxes went longer ago than they keep the lines. */
+  private purge(): void {
     const now = this.o.clock.now();
     for (const [key, byNode] of this.holders) {
       for (const [id, h] of byNode) if (now - h.lastHeld > LOG_HOLDER_MEMORY_MS) byNode.delete(id);

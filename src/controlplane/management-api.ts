@@ -115,18 +115,20 @@ export function mountManagementApi(d: ManagementDeps): void {
 
   routes.add('get', '/v1/sandboxes', (ex, _req, who) => {
     const sandboxes = [];
-    for (const sb of d.dispatcher.sandboxes.values()) {
-      const [ns = ''] = sb.fnKey.split('/');
+    // oldest first (the dispatcher keeps them worker by worker)
+    const all = [...d.dispatcher.allSandboxes()].sort((x, y) => x.createdAt - y.createdAt);
+    for (const sb of all) {
+      const [ns = ''] = sb.fn.key.split('/');
       if (!who.admin && ns !== who.namespace) continue;
       sandboxes.push({
         id: sb.id,
-        function: sb.fnKey,
-        version: sb.version,
+        function: sb.fn.key,
+        version: sb.record.version,
         nodeId: sb.node.id,
         node: sb.node.name,
         state: sb.status,
         inflight: sb.inflight,
-        concurrency: sb.concurrency,
+        concurrency: sb.record.spec.concurrency,
         ...(who.admin && sb.pid !== undefined ? { pid: sb.pid } : {}),
         createdAt: new Date(sb.createdAt).toISOString(),
       });

@@ -101,7 +101,7 @@ export class ControlPlaneMetrics {
       collect() {
         this.reset();
         for (const s of ['creating', 'ready', 'draining'] as const) this.set({ state: s }, 0);
-        for (const sb of dispatcher.sandboxes.values()) this.inc({ state: sb.status });
+        for (const sb of dispatcher.allSandboxes()) this.inc({ state: sb.status });
       },
     });
     new Gauge({

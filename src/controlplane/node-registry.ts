@@ -56,7 +56,7 @@ export class NodeRegistry {
         status: 'ready',
         lastHeartbeat: now,
         connectedAt: now,
-        sandboxes: new Set(),
+        sandboxes: new Map(),
         inflight: 0,
         bundles: new Set(),
         busyByRank: [],

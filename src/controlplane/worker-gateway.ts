@@ -36,8 +36,8 @@ export interface WorkerGatewayOptions {
   /** Price class names, cheapest first. */
   classes: readonly string[];
   helloTimeoutMs?: number;
-  /** Told which workers hold which functions' logs, and given their answers to getLogs. */
-  logs?: Pick<LogCollector, 'held' | 'answer'>;
+  /** Given the workers' answers to getLogs. */
+  logs?: Pick<LogCollector, 'answer'>;
 }
 
 /**
@@ -144,16 +144,14 @@ export class WorkerGateway {
         this.opts.nodes.heartbeat(node, f);
         return;
       case 'sandboxReady':
-        this.noteLogHolder(node, f.sandboxId);
         this.opts.dispatcher.sandboxReady(node, f.sandboxId, f.createMs, f.pid);
         return;
       case 'sandboxFailed':
-        this.noteLogHolder(node, f.sandboxId);
         this.opts.dispatcher.sandboxFailed(node, f.sandboxId, BatonError.fromWire(f.error).toWire());
         return;
       case 'sandboxGone': {
-        const sb = this.opts.dispatcher.sandboxes.get(f.sandboxId);
-        if (sb !== undefined && sb.node === node) this.opts.dispatcher.sandboxLost(sb, f.reason);
+        const sb = this.opts.dispatcher.sandboxOn(node, f.sandboxId);
+        if (sb !== undefined) this.opts.dispatcher.sandboxLost(sb, f.reason);
         return;
       }
       case 'result':
@@ -176,12 +174,6 @@ export class WorkerGateway {
         this.opts.logs?.answer(node, f);
         return;
     }
-  }
-
-  /** A sandbox of ours reported from this worker: the worker now holds log lines of its function. */
-  private noteLogHolder(node: NodeState, sandboxId: string): void {
-    const sb = this.opts.dispatcher.sandboxes.get(sandboxId);
-    if (sb !== undefined && sb.node === node) this.opts.logs?.held(node, sb.fnKey);
   }
 
   private welcome(ws: WebSocket<Conn>, c: Conn, hello: Extract<WorkerFrame, { t: 'hello' }>): void {

@@ -6,7 +6,7 @@ import type { ControlFrame } from '../protocol/messages.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Dispatcher } from './dispatcher.js';
 import type { FunctionRuntime } from './function-runtime.js';
-import type { Call, InvocationResult, NodeState } from './types.js';
+import type { Call, InvocationResult, NodeState, SandboxState } from './types.js';
 
 const classes = new PriceClassSet();
 
@@ -36,7 +36,7 @@ function node(id: string, sent: ControlFrame[]): NodeState {
     status: 'ready',
     lastHeartbeat: 0,
     connectedAt: 0,
-    sandboxes: new Set(),
+    sandboxes: new Map(),
     inflight: 0,
     bundles: new Set(),
     busyByRank: [],
@@ -59,6 +59,8 @@ describe('Dispatcher', () => {
   const results: InvocationResult[] = [];
   /** n1's busy cores each time a sandbox was placed. */
   const busyAtPlacement: number[] = [];
+  /** Sandboxes reported gone (onSandboxGone). */
+  const gone: string[] = [];
   const req = { method: 'POST', path: '/', headers: {}, body: new Uint8Array(), priceClass: 'standard' };
   const reply = (r: InvocationResult): void => void results.push(r);
   const frames = (t: ControlFrame['t']): ControlFrame[] => sent.filter((f) => f.t === t);
@@ -71,6 +73,7 @@ describe('Dispatcher', () => {
     sent = [];
     results.length = 0;
     busyAtPlacement.length = 0;
+    gone.length = 0;
     n1 = node('n1', sent);
     workersExpected = true;
     d = new Dispatcher({
@@ -85,6 +88,7 @@ describe('Dispatcher', () => {
           return n1.status === 'ready' ? n1 : undefined;
         },
         awaitingWorkers: () => workersExpected,
+        onSandboxGone: (sb) => void gone.push(sb.id),
       },
     });
   });
@@ -184,7 +188,7 @@ describe('Dispatcher', () => {
     expect(results[0]?.status).toBe(502);
     // the queued call caused a new creation
     expect(frames('create')).toHaveLength(2);
-    expect(d.sandboxes.size).toBe(1);
+    expect(d.sandboxCount).toBe(1);
   });
 
   it('without workers after the grace period, calls fail fast with 503', () => {
@@ -202,6 +206,12 @@ describe('Dispatcher', () => {
     expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(true);
     expect(d.adopt(n1, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(false);
     expect(d.adopt(n1, { sandboxId: 'x', functionKey: 'default/none', version: 1, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    // another worker reporting a sandbox id this one has does not take it over
+    const n2 = node('n2', []);
+    expect(d.adopt(n2, { sandboxId: 'cur', functionKey: 'default/f', version: 3, incarnation: 'fi_1', inflight: 0 })).toBe(false);
+    expect(d.sandboxCount).toBe(1);
+    expect(d.sandboxOn(n1, 'cur')?.node).toBe(n1);
+    expect(d.sandboxOn(n2, 'cur')).toBeUndefined();
     d.invoke(fn, req, reply);
     expect(frames('create')).toHaveLength(0);
     expect((frames('invoke')[0] as { sandboxId: string }).sandboxId).toBe('cur');
@@ -234,7 +244,7 @@ describe('Dispatcher', () => {
     expect(frames('invoke')).toHaveLength(2);
     d.nodeLost(n1, 'killed');
     expect(results.map((r) => r.status)).toEqual([502, 502]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     expect(fn.freeCount).toBe(0);
     expect(fn.inflight).toBe(0);
     expect(fn.scale).toBe(0);
@@ -254,19 +264,55 @@ describe('Dispatcher', () => {
     answer(callOf(0));
     expect(results[0]?.status).toBe(200);
     expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: sbOf() }]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     // one still being created when the function goes is deleted when it reports ready
     const fn2 = d.upsertFunction(record({}, 1));
     d.invoke(fn2, req, reply);
     d.removeFunction('default/f');
     d.sandboxReady(n1, sbOf(1), 1);
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(), sbOf(1)]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
+  });
+
+  it('reports each sandbox its worker was asked for once when it goes, whether deleted, failed or lost', () => {
+    const fn = d.upsertFunction(record({ scale: { max: 10 } }));
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      expect(d.createSandbox(fn)).toBe(true);
+      ids.push((frames('create')[i] as { sandboxId: string }).sandboxId);
+    }
+    const [a, b, c] = ids as [string, string, string];
+    d.sandboxReady(n1, a, 1);
+    d.deleteSandbox(d.sandboxOn(n1, a) as SandboxState);
+    d.sandboxFailed(n1, b, { code: 'sandbox_failed', message: 'no' });
+    d.sandboxReady(n1, c, 1);
+    d.nodeLost(n1, 'gone');
+    d.nodeLost(n1, 'gone again');
+    expect(gone).toEqual([a, b, c]);
+    // a create frame that could not be sent reached no worker: nothing to report
+    n1.send = () => false;
+    expect(d.createSandbox(fn)).toBe(false);
+    expect(gone).toEqual([a, b, c]);
   });
 
   it('a sandbox ready that the control plane does not track (created before a reconnect) is deleted', () => {
     d.sandboxReady(n1, 'sb-from-before', 12);
     expect(frames('delete')).toEqual([{ t: 'delete', sandboxId: 'sb-from-before' }]);
+  });
+
+  it('takes reports about a sandbox from its own worker only', () => {
+    const fn = d.upsertFunction(record());
+    expect(d.createSandbox(fn)).toBe(true);
+    const id = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    const otherSent: ControlFrame[] = [];
+    const n2 = node('n2', otherSent);
+    d.sandboxReady(n2, id, 1);
+    expect(otherSent).toEqual([{ t: 'delete', sandboxId: id }]);
+    d.sandboxFailed(n2, id, { code: 'sandbox_failed', message: 'not yours' });
+    expect(d.sandboxOn(n1, id)?.status).toBe('creating');
+    d.sandboxReady(n1, id, 1);
+    expect(d.sandboxOn(n1, id)?.status).toBe('ready');
+    expect([...d.allSandboxes()].map((sb) => sb.id)).toEqual([id]);
   });
 
   it('an adopted sandbox keeps the calls the worker reported running; their slots free when the worker reports them done', () => {
@@ -283,6 +329,22 @@ describe('Dispatcher', () => {
     d.result(n1, { t: 'result', callId: 'call-from-before', sandboxId: 'busy', status: 200, headers: {}, body: new Uint8Array(), execMs: 5 });
     expect(fn.freeCount).toBe(0);
     expect(fn.holdScaleDownUntil).toBeGreaterThan(now);
+  });
+
+  it('losing an adopted sandbox frees the slots of the calls its worker reported, and its cores', () => {
+    const fn = d.upsertFunction(record({ concurrency: 3, scale: { max: 1 } }));
+    expect(d.adopt(n1, { sandboxId: 'busy', functionKey: 'default/f', version: 1, incarnation: 'fi_1', inflight: 2 })).toBe(true);
+    expect(n1.inflight).toBe(2);
+    expect(n1.busy).toBe(1);
+    d.invoke(fn, req, reply);
+    expect(n1.inflight).toBe(3);
+    d.nodeLost(n1, 'gone');
+    expect(results.map((r) => r.status)).toEqual([502]);
+    expect(n1.inflight).toBe(0);
+    expect(n1.busy).toBe(0);
+    // a late result for a reported call finds nothing to free
+    d.result(n1, { t: 'result', callId: 'call-from-before', sandboxId: 'busy', status: 200, headers: {}, body: new Uint8Array(), execMs: 5 });
+    expect(n1.inflight).toBe(0);
   });
 
   it('a cancelled queued call leaves its queue at once and drops its body', () => {
@@ -329,7 +391,7 @@ describe('Dispatcher', () => {
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1)]);
     answer(callOf(0));
     expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([sbOf(1), sbOf()]);
-    expect(d.sandboxes.size).toBe(0);
+    expect(d.sandboxCount).toBe(0);
     expect(d.createSandbox(fn)).toBe(false);
   });
 

@@ -8,6 +8,7 @@ import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { Deadlines } from './deadlines.js';
 import { FunctionRuntime } from './function-runtime.js';
+import { attachCall, callsOn, detachCall, isRunningOn } from './sandbox-calls.js';
 import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
 
 export interface DispatcherHooks {
@@ -22,6 +23,8 @@ export interface DispatcherHooks {
   onSandboxCreated?(fn: FunctionRuntime): void;
   /** A worker confirmed a sandbox ready (a creation completed). */
   onSandboxReady?(fn: FunctionRuntime): void;
+  /** A sandbox the worker was asked to create is gone (deleted, failed or lost); once per sandbox. */
+  onSandboxGone?(sb: SandboxState): void;
   onCallDone?(call: Call, result: InvocationResult): void;
 }
 
@@ -61,7 +64,21 @@ function errorResult(code: ErrorCode, message: string, retryAfter?: number): Omi
  */
 export class Dispatcher {
   readonly functions = new Map<string, FunctionRuntime>();
-  readonly sandboxes = new Map<string, SandboxState>();
+  /**
+   * Workers with at least one sandbox. A sandbox is indexed by id on its
+   * worker only (NodeState.sandboxes): every frame about a sandbox comes from
+   * its worker, and a second, global index cost about 26 B per sandbox.
+   */
+  private readonly hosts = new Set<NodeState>();
+  private count = 0;
+  /**
+   * Of an adopted sandbox's `inflight`, the calls its worker reported running
+   * when it was adopted after a control-plane restart: not ours to answer,
+   * but they hold slots until the worker reports them done. Only adopted
+   * sandboxes with such calls left are here (a field on every sandbox for
+   * this rare case cost 8 B each).
+   */
+  private readonly phantoms = new Map<SandboxState, number>();
   private readonly calls = new Map<string, Call>();
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -94,6 +111,32 @@ export class Dispatcher {
     return this.pending.size;
   }
 
+  /** Sandboxes of every function and state. */
+  get sandboxCount(): number {
+    return this.count;
+  }
+
+  /** Every sandbox, worker by worker (do not create or remove sandboxes while iterating). */
+  *allSandboxes(): IterableIterator<SandboxState> {
+    for (const node of this.hosts) yield* node.sandboxes.values();
+  }
+
+  /** The sandbox of this id on this worker, if the control plane tracks it there. */
+  sandboxOn(node: NodeState, id: string): SandboxState | undefined {
+    return node.sandboxes.get(id);
+  }
+
+  /** Whether the sandbox is still tracked (not removed). */
+  private tracked(sb: SandboxState): boolean {
+    return sb.node.sandboxes.get(sb.id) === sb;
+  }
+
+  /** Whether some worker has a sandbox of this id. */
+  private idTaken(id: string): boolean {
+    for (const node of this.hosts) if (node.sandboxes.has(id)) return true;
+    return false;
+  }
+
   // ------------------------------------------------------------------ calls
 
   /** A call arrives. `id` names it (an async call's attempts share its id); default: a new one. */
@@ -110,6 +153,8 @@ export class Dispatcher {
       coldMs: 0,
       sandbox: undefined,
       queueEntry: undefined,
+      prevOnSandbox: undefined,
+      nextOnSandbox: undefined,
       done: false,
       timer: undefined,
       reply,
@@ -192,7 +237,7 @@ export class Dispatcher {
   private setAwaiting(parent: Call, delta: number): void {
     parent.awaiting = (parent.awaiting ?? 0) + delta;
     const sb = parent.sandbox;
-    if (sb === undefined || !sb.calls.has(parent)) return;
+    if (sb === undefined || !isRunningOn(sb, parent)) return;
     const before = sb.rank;
     this.setSandboxRank(sb, this.sandboxRank(sb));
     // a core freed in our view: work waiting for capacity may be placed now
@@ -229,10 +274,11 @@ export class Dispatcher {
     const waited = Math.round(this.clock.now() - call.arrivedAt);
     let why = '';
     if (fn !== undefined) {
-      const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.version === fn.version);
+      const starting = [...fn.sandboxes].filter((s) => s.status === 'creating' && s.record.version === fn.version);
       if (starting.length > 0) {
-        const oldest = starting.reduce((a, b) => (a.requestedAt < b.requestedAt ? a : b));
-        why = `; its sandbox on worker ${oldest.node.name} has been starting for ${Math.round(this.clock.now() - oldest.requestedAt)} ms${fn.record.spec.runtime === 'http' ? ' (an http function must listen on $PORT)' : ''}`;
+        // a sandbox being created has taken no call: lastUsed is when it was asked for
+        const oldest = starting.reduce((a, b) => (a.lastUsed < b.lastUsed ? a : b));
+        why = `; its sandbox on worker ${oldest.node.name} has been starting for ${Math.round(this.clock.now() - oldest.lastUsed)} ms${fn.record.spec.runtime === 'http' ? ' (an http function must listen on $PORT)' : ''}`;
       } else if (fn.scale > 0) why = `; all ${fn.scale} sandboxes were busy`;
       else why = '; no worker could take a new sandbox';
     }
@@ -261,7 +307,7 @@ export class Dispatcher {
   private dispatch(fn: FunctionRuntime, call: Call, sb: SandboxState, now: number): void {
     call.sandbox = sb;
     call.dispatchedAt = now;
-    sb.calls.add(call);
+    attachCall(sb, call);
     sb.lastUsed = now;
     fn.inflight++;
     sb.node.inflight++;
@@ -311,12 +357,14 @@ export class Dispatcher {
 
   /** A call we do not know finished: one that was running when its sandbox was adopted after a restart. */
   private adoptedCallDone(from: NodeState, sandboxId: string): void {
-    const sb = this.sandboxes.get(sandboxId);
-    if (sb === undefined || sb.node !== from || sb.phantom === 0) {
+    const sb = from.sandboxes.get(sandboxId);
+    const phantom = sb === undefined ? 0 : (this.phantoms.get(sb) ?? 0);
+    if (sb === undefined || phantom === 0) {
       this.log.debug({ sandboxId }, 'result for an unknown call (answered already or from before a restart)');
       return;
     }
-    sb.phantom--;
+    if (phantom === 1) this.phantoms.delete(sb);
+    else this.phantoms.set(sb, phantom - 1);
     sb.inflight--;
     sb.node.inflight--;
     this.setSandboxRank(sb, this.sandboxRank(sb));
@@ -325,11 +373,11 @@ export class Dispatcher {
   }
 
   private releaseSlot(sb: SandboxState, call: Call): void {
-    sb.calls.delete(call);
+    detachCall(sb, call);
     sb.inflight--;
     sb.node.inflight--;
     if (sb.inflight === 0) this.setSandboxRank(sb, -1);
-    else if ((call.req.rank ?? 0) === sb.rank && sb.concurrency > 1) this.setSandboxRank(sb, this.sandboxRank(sb));
+    else if ((call.req.rank ?? 0) === sb.rank && sb.record.spec.concurrency > 1) this.setSandboxRank(sb, this.sandboxRank(sb));
     const fn = sb.fn;
     const now = this.clock.now();
     fn.touch(now);
@@ -349,9 +397,9 @@ export class Dispatcher {
   /** The rank of a sandbox's highest call in flight (adopted calls count at its function's class). */
   private sandboxRank(sb: SandboxState): number {
     if (sb.inflight === 0) return -1;
-    let r = sb.phantom > 0 ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
+    let r = this.phantoms.size > 0 && this.phantoms.has(sb) ? (this.rankOf.get(sb.fn.record.spec.priceClass) ?? 0) : -1;
     // a call waiting for its chain calls holds no core (see invokeChild)
-    for (const c of sb.calls) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
+    for (let c = sb.firstCall; c !== undefined; c = c.nextOnSandbox) if ((c.awaiting ?? 0) === 0) r = Math.max(r, c.req.rank ?? 0);
     return r;
   }
 
@@ -479,7 +527,7 @@ export class Dispatcher {
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
     if (!node.send({ t: 'create', sandboxId: sb.id, spec: sandboxSpec(fn.record) })) {
-      this.removeSandbox(sb);
+      this.removeSandbox(sb, undefined, false);
       return 'none';
     }
     return 'created';
@@ -491,25 +539,24 @@ export class Dispatcher {
     const sb: SandboxState = {
       id,
       fn,
-      fnKey: fn.key,
-      version: fn.version,
+      prevOfFn: undefined,
+      nextOfFn: undefined,
+      record: fn.record,
       node,
       status,
-      concurrency: fn.record.spec.concurrency,
       inflight: 0,
-      phantom: 0,
-      calls: new Set(),
+      firstCall: undefined,
       rank: -1,
-      readyAt: -1,
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
-      requestedAt: now,
+      pid: undefined,
       lastUsed: now,
     };
     fn.sandboxes.add(sb);
     if (fn.countsToward(sb)) fn.scale++;
-    node.sandboxes.add(sb);
-    this.sandboxes.set(id, sb);
+    node.sandboxes.set(id, sb);
+    this.hosts.add(node);
+    this.count++;
     return sb;
   }
 
@@ -523,8 +570,8 @@ export class Dispatcher {
   }
 
   sandboxReady(from: NodeState, id: string, createMs: number, pid?: number): void {
-    const sb = this.sandboxes.get(id);
-    if (sb === undefined || sb.node !== from) {
+    const sb = from.sandboxes.get(id);
+    if (sb === undefined) {
       // Created for a connection that is gone (its records were dropped) and finished
       // after the worker's hello: nobody tracks it, so it must not live on.
       this.log.info({ sandboxId: id, node: from.name }, 'sandbox ready that is not ours (from before a reconnect): deleting it');
@@ -534,10 +581,9 @@ export class Dispatcher {
     if (sb.status !== 'creating') return;
     const fn = sb.fn;
     this.setStatus(sb, 'ready');
-    sb.readyAt = this.clock.now();
     this.opts.hooks.onSandboxReady?.(fn);
     if (pid !== undefined) sb.pid = pid;
-    if (fn.removed || sb.version !== fn.version || from.status !== 'ready') {
+    if (fn.removed || sb.record.version !== fn.version || from.status !== 'ready') {
       this.deleteSandbox(sb);
       return;
     }
@@ -546,10 +592,10 @@ export class Dispatcher {
   }
 
   sandboxFailed(from: NodeState, id: string, error: WireError): void {
-    const sb = this.sandboxes.get(id);
-    if (sb === undefined || sb.node !== from) return;
+    const sb = from.sandboxes.get(id);
+    if (sb === undefined) return;
     const fn = sb.fn;
-    this.log.warn({ sandboxId: id, fn: sb.fnKey, node: sb.node.name, err: error }, 'sandbox failed to start');
+    this.log.warn({ sandboxId: id, fn: fn.key, node: sb.node.name, err: error }, 'sandbox failed to start');
     this.removeSandbox(sb);
     if (!fn.removed && fn.scale === 0 && fn.queued > 0) {
       this.failQueued(fn, 'sandbox_failed', `the sandbox for ${fn.key} failed to start on worker ${sb.node.name}: ${error.message}`);
@@ -558,37 +604,46 @@ export class Dispatcher {
 
   /** A sandbox vanished (crashed, or its worker was lost): fail its calls, replace it if calls wait. */
   sandboxLost(sb: SandboxState, reason: string): void {
-    if (!this.sandboxes.has(sb.id)) return;
-    this.log.warn({ sandboxId: sb.id, fn: sb.fnKey, node: sb.node.name, reason }, 'sandbox lost');
+    if (!this.tracked(sb)) return;
+    this.log.warn({ sandboxId: sb.id, fn: sb.fn.key, node: sb.node.name, reason }, 'sandbox lost');
     this.removeSandbox(sb, reason);
     const fn = sb.fn;
     if (!fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
-  /** Forget a sandbox everywhere and fail the calls running on it. */
-  private removeSandbox(sb: SandboxState, reason?: string): void {
+  /**
+   * Forget a sandbox everywhere and fail the calls running on it. `reached`:
+   * its worker was told to create it (false when the create frame could not be sent).
+   */
+  private removeSandbox(sb: SandboxState, reason?: string, reached = true): void {
     const fn = sb.fn;
     // first, so that releasing its slots below cannot put it back on the free list
     this.setStatus(sb, 'deleting');
-    this.sandboxes.delete(sb.id);
-    sb.node.sandboxes.delete(sb);
+    const node = sb.node;
+    node.sandboxes.delete(sb.id);
+    if (node.sandboxes.size === 0) this.hosts.delete(node);
+    this.count--;
     fn.removeFree(sb);
     fn.sandboxes.delete(sb);
-    for (const call of [...sb.calls]) {
+    for (const call of callsOn(sb)) {
       this.calls.delete(call.id);
       this.releaseSlot(sb, call);
-      this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${sb.fnKey} went away during the call: ${reason ?? 'deleted'}`));
+      this.finish(call, errorResult('sandbox_failed', `sandbox ${sb.id} of ${fn.key} went away during the call: ${reason ?? 'deleted'}`));
     }
-    sb.node.inflight -= sb.phantom;
-    sb.inflight -= sb.phantom;
-    sb.phantom = 0;
+    const phantom = this.phantoms.get(sb) ?? 0;
+    if (phantom > 0) {
+      this.phantoms.delete(sb);
+      sb.node.inflight -= phantom;
+      sb.inflight -= phantom;
+    }
     this.setSandboxRank(sb, -1);
+    if (reached) this.opts.hooks.onSandboxGone?.(sb);
     if (this.pending.size > 0) this.placePending();
   }
 
   /** Scale-down or cleanup: delete now if idle, else drain first. */
   deleteSandbox(sb: SandboxState): void {
-    if (!this.sandboxes.has(sb.id)) return;
+    if (!this.tracked(sb)) return;
     sb.fn.removeFree(sb);
     if (sb.inflight > 0) {
       this.setStatus(sb, 'draining');
@@ -605,15 +660,15 @@ export class Dispatcher {
    */
   adopt(node: NodeState, report: SandboxReport): boolean {
     const fn = this.functions.get(report.functionKey);
-    if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.sandboxes.has(report.sandboxId)) return false;
+    if (fn === undefined || fn.removed || fn.version !== report.version || fn.record.incarnation !== report.incarnation || this.idTaken(report.sandboxId)) return false;
     const sb = this.register(fn, report.sandboxId, node, 'ready');
     if (report.pid !== undefined) sb.pid = report.pid;
-    const phantom = Math.min(report.inflight, sb.concurrency);
+    const phantom = Math.min(report.inflight, sb.record.spec.concurrency);
     sb.inflight = phantom;
-    sb.phantom = phantom;
+    if (phantom > 0) this.phantoms.set(sb, phantom);
     node.inflight += phantom;
     this.setSandboxRank(sb, this.sandboxRank(sb));
-    const now = sb.requestedAt;
+    const now = sb.lastUsed;
     fn.lastActivity = Math.max(fn.lastActivity, now);
     // The autoscaler has no history yet: do not let its first ticks take these away.
     fn.holdScaleDownUntil = Math.max(fn.holdScaleDownUntil, now + fn.record.spec.scale.stableWindowMs);
@@ -624,13 +679,13 @@ export class Dispatcher {
 
   /** All of a node's sandboxes are gone (worker dead or reconnected without them). */
   nodeLost(node: NodeState, reason: string): void {
-    for (const sb of [...node.sandboxes]) this.sandboxLost(sb, reason);
+    for (const sb of [...node.sandboxes.values()]) this.sandboxLost(sb, reason);
   }
 
   /** A worker is stopping: its idle sandboxes go now, busy ones when their calls end; waiters go elsewhere. */
   nodeDraining(node: NodeState): void {
     const affected = new Set<FunctionRuntime>();
-    for (const sb of [...node.sandboxes]) {
+    for (const sb of [...node.sandboxes.values()]) {
       affected.add(sb.fn);
       if (sb.status !== 'creating') this.deleteSandbox(sb);
     }

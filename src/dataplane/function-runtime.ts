@@ -1,6 +1,7 @@
 import { ClassQueue, type PushResult, type Queued } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { FunctionRecord } from '../storage/store.js';
+import { FunctionSandboxes } from './function-sandboxes.js';
 import type { Call, SandboxState } from './types.js';
 
 /**
@@ -10,8 +11,8 @@ import type { Call, SandboxState } from './types.js';
 export class FunctionRuntime {
   record: FunctionRecord;
   readonly key: string;
-  /** All sandboxes of this function, any version and state. */
-  readonly sandboxes = new Set<SandboxState>();
+  /** All sandboxes of this function, any version and state, oldest first. */
+  readonly sandboxes = new FunctionSandboxes();
   /** Ready sandboxes of the current version with at least one free slot. */
   private readonly free: SandboxState[] = [];
   /** Calls running on a sandbox. */
@@ -56,7 +57,7 @@ export class FunctionRuntime {
 
   /** Whether a sandbox counts toward `scale`. */
   countsToward(sb: SandboxState): boolean {
-    return sb.version === this.version && (sb.status === 'ready' || sb.status === 'creating');
+    return sb.record.version === this.version && (sb.status === 'ready' || sb.status === 'creating');
   }
 
   /** Count again (after a version change). */
@@ -87,12 +88,12 @@ export class FunctionRuntime {
     const sb = this.free[this.free.length - 1];
     if (sb === undefined) return undefined;
     sb.inflight++;
-    if (sb.inflight >= sb.concurrency) this.removeFree(sb);
+    if (sb.inflight >= sb.record.spec.concurrency) this.removeFree(sb);
     return sb;
   }
 
   addFree(sb: SandboxState): void {
-    if (sb.freeIndex !== -1 || sb.status !== 'ready' || sb.version !== this.version || sb.inflight >= sb.concurrency) return;
+    if (sb.freeIndex !== -1 || sb.status !== 'ready' || sb.record.version !== this.version || sb.inflight >= sb.record.spec.concurrency) return;
     sb.freeIndex = this.free.length;
     this.free.push(sb);
   }

@@ -19,7 +19,8 @@ export interface NodeState {
   status: NodeStatus;
   lastHeartbeat: number;
   connectedAt: number;
-  sandboxes: Set<SandboxState>;
+  /** Its sandboxes by id: the control plane's only index of sandboxes by id (every frame about one comes from its worker). */
+  sandboxes: Map<string, SandboxState>;
   inflight: number;
   /** Bundle hashes this worker has fetched (for code locality). */
   bundles: Set<string>;
@@ -39,35 +40,50 @@ export interface NodeState {
 
 export type SandboxStatus = 'creating' | 'ready' | 'draining' | 'deleting';
 
+/**
+ * A sandbox as the control plane sees it. There can be hundreds of thousands:
+ * the control plane's budget is 300 B of heap for each (bench memory), so it
+ * keeps no field that another one or its function can give (its function's
+ * key is `fn.key`, its version and concurrency are its record's), declares
+ * every field when the record is made (a field added later costs an extra
+ * backing store) and holds no collection of its own. It sits in three: its
+ * worker's index by id, its function's list (linked through its own fields)
+ * and, while it has free slots, its function's free list.
+ */
 export interface SandboxState {
   id: string;
-  /** The function incarnation it belongs to (kept even after the function is deleted). */
+  /** The function incarnation it belongs to (kept even after the function is deleted); its key is `fn.key`. */
   fn: FunctionRuntime;
-  fnKey: string;
-  version: number;
+  /** Its neighbours among its function's sandboxes (see function-sandboxes.ts). */
+  prevOfFn: SandboxState | undefined;
+  nextOfFn: SandboxState | undefined;
+  /**
+   * The definition it runs (its function's record when it was made): its
+   * version is `record.version`, its slots `record.spec.concurrency`.
+   */
+  record: FunctionRecord;
   node: NodeState;
   status: SandboxStatus;
-  concurrency: number;
+  /** Calls holding its slots (with those its worker reported running when it was adopted, see Dispatcher.phantoms). */
   inflight: number;
   /**
-   * Of `inflight`, calls a worker reported running when its sandbox was adopted
-   * after a control-plane restart: not ours to answer, but they hold slots until
-   * the worker reports them done.
+   * Newest of the calls running on it (linked through the calls, see
+   * sandbox-calls.ts), so they can be failed if the sandbox or its worker goes away.
    */
-  phantom: number;
-  /** Calls running on it, so they can be failed if the sandbox or its worker goes away. */
-  calls: Set<Call>;
+  firstCall: Call | undefined;
   /** Rank of its highest call in flight, -1 when it has none (see NodeState.busyByRank). */
   rank: number;
   /** Index in its function's free list, -1 when not in it. */
   freeIndex: number;
+  /** When the record was made (wall-clock ms, for operators). */
   createdAt: number;
-  /** Host pid the worker reported (operators' view only). */
-  pid?: number;
-  /** When its ready report arrived (monotonic ms), -1 before. */
-  readyAt: number;
-  /** When the create frame was sent (monotonic ms). */
-  requestedAt: number;
+  /** Host pid the worker reported (operators' view only), undefined until it does. */
+  pid: number | undefined;
+  /**
+   * When it last took a call or, before its first, when it was asked for
+   * (monotonic ms): the order in which idle sandboxes go, and, while it is
+   * still being created, how long it has been starting.
+   */
   lastUsed: number;
 }
 
@@ -139,6 +155,9 @@ export interface Call {
   sandbox: SandboxState | undefined;
   /** Its entry in the function's queue while it waits. */
   queueEntry: Queued<Call> | undefined;
+  /** Its neighbours among the calls running on its sandbox (see sandbox-calls.ts). */
+  prevOnSandbox: Call | undefined;
+  nextOnSandbox: Call | undefined;
   done: boolean;
   /** Its wait or execution deadline. */
   timer: Deadline | undefined;
