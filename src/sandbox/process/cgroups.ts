@@ -220,7 +220,7 @@ export class Cgroups {
     const dir = h.dirs.get('cpuset');
     if (dir === undefined) return false;
     try {
-      writeFileSync(join(dir, this.mode === 'v2' ? 'cpuset.cpus' : 'cpuset.cpus'), cpus);
+      writeFileSync(join(dir, 'cpuset.cpus'), cpus); // the same file in v1 and v2
       return true;
     } catch (e) {
       this.warnOnce(e, 'could not pin a sandbox to its core');
