@@ -78,7 +78,7 @@ export function formatReport(r: CrowdingReport): string {
     '',
     `${c.workers} worker(s) × ${c.cores} cores; critical ${c.criticalRate}/s × ${c.criticalMs} ms CPU; batch ${c.batchInflight} in flight over ${c.batchMs.join('/')} ms functions; ${c.durationS} s per phase${c.rounds > 1 ? ` in ${c.rounds} alternating windows` : ''}${c.cpuShares === undefined ? '' : `; the whole experiment in its own CPU cgroup, cpu.shares ${c.cpuShares}`}.`,
     'late: sent in the window, answered after it closed (not in the percentiles). off-CPU: critical handler wall - CPU time during its spin.',
-    'preempt: preemptions reported by the control plane (n/a: it does not report them yet).',
+    'preempt: preemptions the workers report during the windows (a lower-class sandbox frozen for a higher-class call; batch calls of a flood can still be running as the next window opens); n/a when the workers do not report the count.',
     'cores: average cores busy during the windows; others: busy cores not used by this run (other processes on the machine).',
   );
   if (r.workerWarnings.count > 0) lines.push(`the workers logged ${r.workerWarnings.count} warning(s); first: ${r.workerWarnings.first[0] ?? ''}`);
