@@ -313,11 +313,13 @@ function plan(rng: Rng, i: number, keys: Keys): Planned {
     const headers = Object.fromEntries(Object.entries(q.fetchable.headers).filter(([k, v]) => k !== '__proto__' && k !== 'expect' && /^[\t\x20-\x7e]*$/.test(v)));
     const f: NonNullable<Planned['fetch']> = { method: q.fetchable.method, path: q.fetchable.path, headers };
     if (q.body !== undefined && q.meta.method !== 'GET' && q.meta.method !== 'HEAD') f.body = q.body;
-    // fetch can only send what URL parses (a path like //x:y is read as a host): the rest goes raw in other requests
-    if (!/^[\x21-\x7e]*$/.test(f.path) || Buffer.byteLength(f.path) > 3500 || !URL.canParse(f.path, 'http://h')) f.path = '/v1/whoami';
-    // fetch resolves dot segments (/function/./x is sent as /function/x): what the oracle planned is not what goes out
-    const normalized = new URL(f.path, 'http://h').pathname !== f.path.split('?')[0];
-    const meta: Meta = { method: q.meta.method, key: q.meta.key, ns: q.meta.ns, route: f.path === '/v1/whoami' ? 'view' : normalized ? 'unknown' : q.meta.route };
+    // fetch sends only what URL parses (a path like //x:y is read as a host), and sends it changed where URL
+    // resolves dot segments (/function/./x goes out as /function/x) or cuts a fragment (/function/hello/a#b
+    // goes out as /function/hello/a, a real invocation): the oracle cannot judge what it did not plan, so such
+    // paths go raw in other requests, byte for byte, and fetch asks /v1/whoami instead
+    const fetchable = /^[\x21-\x7e]*$/.test(f.path) && Buffer.byteLength(f.path) <= 3500 && URL.canParse(f.path, 'http://h');
+    if (!fetchable || new URL(f.path, 'http://h').pathname !== f.path.split('?')[0]) f.path = '/v1/whoami';
+    const meta: Meta = { method: q.meta.method, key: q.meta.key, ns: q.meta.ns, route: f.path === '/v1/whoami' ? 'view' : q.meta.route };
     return { i, kind: 'clean', via: 'fetch', bytes: Buffer.alloc(0), fetch: f, meta: [meta] };
   }
   const q = cleanRequest(rng, keys);
