@@ -315,8 +315,8 @@ function plan(rng: Rng, i: number, keys: Keys): Planned {
     if (q.body !== undefined && q.meta.method !== 'GET' && q.meta.method !== 'HEAD') f.body = q.body;
     // fetch sends only what URL parses (a path like //x:y is read as a host), and sends it changed where URL
     // resolves dot segments (/function/./x goes out as /function/x) or cuts a fragment (/function/hello/a#b
-    // goes out as /function/hello/a, a real invocation): the oracle cannot judge what it did not plan, so such
-    // paths go raw in other requests, byte for byte, and fetch asks /v1/whoami instead
+    // goes out as /function/hello/a, a real invocation): the oracle cannot judge what it did not plan, so fetch
+    // asks /v1/whoami instead; the raw requests, drawn from the same generator, send such paths byte for byte
     const fetchable = /^[\x21-\x7e]*$/.test(f.path) && Buffer.byteLength(f.path) <= 3500 && URL.canParse(f.path, 'http://h');
     if (!fetchable || new URL(f.path, 'http://h').pathname !== f.path.split('?')[0]) f.path = '/v1/whoami';
     const meta: Meta = { method: q.meta.method, key: q.meta.key, ns: q.meta.ns, route: f.path === '/v1/whoami' ? 'view' : q.meta.route };
