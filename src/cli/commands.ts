@@ -25,7 +25,8 @@ const controlPlaneOptions = (): OptionSpec[] => [
   { flags: '--activation-retention <duration>', description: 'how long records and results of async calls are kept', parse: duration('--activation-retention'), default: 7 * 24 * 3600_000 },
   { flags: '--price-classes <list>', description: 'price classes and their prices per CPU-second (µ¢), e.g. batch=0.5,standard=1,interactive=1.5,critical=2' },
   { flags: '--memory-price <price>', description: 'price of a GB-second of memory, the same for every class (µ¢)', parse: nonNegativeNumber('--memory-price'), default: 0.25 },
-  { flags: '--scheduler-threads <n>', description: 'scheduler cores (worker threads) for the data plane; this release runs one, on the main thread (docs/architecture.md)', parse: nonNegativeInt('--scheduler-threads'), default: 1 },
+  { flags: '--scheduler-threads <n>', description: 'scheduler cores: worker threads that each own a shard of the functions and serve calls (default: CPU cores - 1, at least 1; docs/architecture.md)', parse: nonNegativeInt('--scheduler-threads') },
+  { flags: '--max-workers <n>', description: 'workers tracked at once (slots in the shared capacity)', parse: nonNegativeInt('--max-workers'), default: 4096 },
   { flags: '--max-call-depth <n>', description: 'deepest a call chain (ctx.invoke) may go; deeper calls fail with chain_too_deep', parse: nonNegativeInt('--max-call-depth'), default: 16 },
   logLevelOption(),
 ];

@@ -15,17 +15,20 @@ export interface ControlPlaneFlags {
   priceClasses?: string;
   memoryPrice: number;
   maxCallDepth: number;
-  schedulerThreads: number;
+  schedulerThreads?: number;
+  maxWorkers: number;
   logLevel: string;
 }
 
 /** Start a control plane in this process with its logger and process guard; the heavy modules load here, not at CLI start. */
 export async function startControlPlaneFromFlags(f: ControlPlaneFlags, name: string) {
-  if (f.schedulerThreads !== 1) {
+  if (f.schedulerThreads !== undefined && (f.schedulerThreads < 1 || f.schedulerThreads > 256)) {
     const { CliError } = await import('./cli-error.js');
-    throw new CliError(
-      `--scheduler-threads ${f.schedulerThreads}: this release runs the data plane on one scheduler core (the main thread); several are designed but not built yet (docs/architecture.md, "Scheduler cores"). Use --scheduler-threads 1 or leave it out.`,
-    );
+    throw new CliError(`--scheduler-threads ${f.schedulerThreads}: expected 1 to 256 scheduler cores (worker threads); leave it out for one per CPU core but one`);
+  }
+  if (f.maxWorkers < 1 || f.maxWorkers > 1 << 20) {
+    const { CliError } = await import('./cli-error.js');
+    throw new CliError(`--max-workers ${f.maxWorkers}: expected 1 to ${1 << 20}`);
   }
   const { createRootLogger } = await import('../common/logger.js');
   const logger = createRootLogger({ level: f.logLevel, name });
@@ -45,7 +48,10 @@ export async function startControlPlaneFromFlags(f: ControlPlaneFlags, name: str
     activationRetentionMs: f.activationRetention,
     memoryPrice: f.memoryPrice,
     maxCallDepth: Math.max(1, f.maxCallDepth),
+    maxWorkers: f.maxWorkers,
+    logLevel: f.logLevel,
   };
+  if (f.schedulerThreads !== undefined) opts.schedulerThreads = f.schedulerThreads;
   if (f.priceClasses !== undefined) opts.priceClasses = (await import('./parsers.js')).priceClassList(f.priceClasses);
   const key = process.env['BATON_API_KEY'];
   const token = process.env['BATON_JOIN_TOKEN'];

@@ -23,6 +23,8 @@ export interface ActivationsApiDeps {
   clock: Clock;
   /** The function logs, asked of the workers (see logs-api.ts). */
   fetchLogs: FetchLogs;
+  /** Bring in the usage the scheduler cores measured and have not sent yet, so reports include every call answered so far. */
+  collectUsage(): Promise<void>;
 }
 
 /**
@@ -62,7 +64,7 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
     if (d.store.getNamespace(ns) === undefined) throw new BatonError('not_found', `namespace "${ns}" not found`);
   };
 
-  routes.add('get', '/v1/namespaces/:ns/activations', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/activations', async (ex, req, who) => {
     const [ns = ''] = req.params;
     requireNamespace(who, ns);
     known(ns);
@@ -74,21 +76,21 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
     const since = q.get('since');
     const fn = q.get('function') ?? undefined;
     const opts = { since: since === null ? 0 : parseTime(since, now, 'since'), limit, ...(fn === undefined ? {} : { function: fn }) };
-    ex.json(200, { activations: d.activations.list(ns, opts, d.async.liveRecords(ns)) });
+    ex.json(200, { activations: await d.activations.list(ns, opts, d.async.liveRecords(ns)) });
   });
 
-  routes.add('get', '/v1/namespaces/:ns/activations/:id', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/activations/:id', async (ex, req, who) => {
     const [ns = '', id = ''] = req.params;
     requireNamespace(who, ns);
-    const a = d.activations.get(ns, id);
+    const a = await d.activations.get(ns, id);
     if (a === undefined) throw new BatonError('not_found', `activation "${id}" not found in namespace "${ns}" (synchronous calls are kept for a while, async ones for the retention period)`);
     ex.json(200, { activation: a.record });
   });
 
-  routes.add('get', '/v1/namespaces/:ns/activations/:id/result', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/activations/:id/result', async (ex, req, who) => {
     const [ns = '', id = ''] = req.params;
     requireNamespace(who, ns);
-    const a = d.activations.get(ns, id);
+    const a = await d.activations.get(ns, id);
     if (a === undefined) throw new BatonError('not_found', `activation "${id}" not found in namespace "${ns}"`);
     const r = a.record;
     if (r.status === 'queued' || r.status === 'running') throw new BatonError('conflict', `activation "${id}" is ${r.status}: its result is not there yet`, { retryAfter: 1 });
@@ -105,17 +107,18 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
   routes.add('get', '/v1/namespaces/:ns/activations/:id/logs', async (ex, req, who) => {
     const [ns = '', id = ''] = req.params;
     requireNamespace(who, ns);
-    const a = d.activations.get(ns, id);
+    const a = await d.activations.get(ns, id);
     if (a === undefined) throw new BatonError('not_found', `activation "${id}" not found in namespace "${ns}"`);
     // the lines its calls wrote (an async call's attempts all carry its id), as the workers still hold them
     const r = await d.fetchLogs({ ns, fn: a.record.function, callId: id, limit: 10_000 });
     ex.json(200, { activation: id, ...r });
   });
 
-  routes.add('get', '/v1/namespaces/:ns/usage', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/usage', async (ex, req, who) => {
     const [ns = ''] = req.params;
     requireNamespace(who, ns);
     known(ns);
+    await d.collectUsage();
     const q = query(req.query);
     const now = d.clock.wallNow();
     const fromText = q.get('from');
@@ -126,10 +129,11 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
     ex.json(200, d.ledger.report(ns, from, to));
   });
 
-  routes.add('get', '/v1/namespaces/:ns/budget', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/budget', async (ex, req, who) => {
     const [ns = ''] = req.params;
     requireNamespace(who, ns);
     known(ns);
+    await d.collectUsage();
     ex.json(200, { budget: d.budgets.view(ns) });
   });
 
@@ -142,6 +146,7 @@ export function mountActivationsApi(d: ActivationsApiDeps): void {
     const monthly = (body).monthly;
     if (monthly !== null && (typeof monthly !== 'number' || !Number.isFinite(monthly) || monthly < 0)) throw new BatonError('bad_request', `monthly: expected a non-negative number (or null), got ${JSON.stringify(monthly)?.slice(0, 40)}`);
     d.budgets.set(ns, monthly);
+    await d.collectUsage();
     ex.json(200, { budget: d.budgets.view(ns) });
   });
 }

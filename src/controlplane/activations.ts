@@ -50,38 +50,67 @@ function round3(n: number): number {
 }
 
 /**
- * Activation records (OpenWhisk-style) of every invocation: synchronous ones
- * in a bounded in-memory ring (their results went to their callers), async
- * ones persisted with their results (ActivationStore) for a retention period.
- * Live async calls are asked of the async invoker first (`live`).
+ * The records of synchronous calls one scheduler core ran, in a bounded ring
+ * (their results went to their callers): the core that ran a call keeps it,
+ * so recording costs the invocation path no message to another thread.
  */
-export class ActivationLog {
+export class ActivationRing {
   private readonly ring: (ActivationRecord | undefined)[];
   private next = 0;
 
-  constructor(
-    private readonly store: ActivationStore,
-    capacity: number,
-    private readonly live: (namespace: string, id: string) => { record: ActivationRecord; result: StoredResult | undefined } | undefined,
-  ) {
+  constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`activation ring capacity must be a positive integer, got ${capacity}`);
     this.ring = new Array<ActivationRecord | undefined>(capacity);
   }
 
-  addSync(rec: ActivationRecord): void {
+  add(rec: ActivationRecord): void {
     this.ring[this.next] = rec;
     this.next = (this.next + 1) % this.ring.length;
   }
 
-  get(namespace: string, id: string): { record: ActivationRecord; result: StoredResult | undefined } | undefined {
+  get(namespace: string, id: string): ActivationRecord | undefined {
+    for (const r of this.ring) if (r !== undefined && r.id === id && r.namespace === namespace) return r;
+    return undefined;
+  }
+
+  /** Newest first, at most `limit`. */
+  list(namespace: string, opts: { function?: string | undefined; since: number; limit: number }): ActivationRecord[] {
+    const out: ActivationRecord[] = [];
+    for (const r of this.ring) if (r !== undefined && r.namespace === namespace && r.start >= opts.since && (opts.function === undefined || r.function === opts.function)) out.push(r);
+    out.sort((a, b) => b.start - a.start);
+    return out.slice(0, opts.limit);
+  }
+}
+
+/** Where the main thread finds sync records: every scheduler core's ring. */
+export interface SyncRecords {
+  get(namespace: string, id: string): Promise<ActivationRecord | undefined>;
+  list(namespace: string, opts: { function?: string | undefined; since: number; limit: number }): Promise<ActivationRecord[]>;
+}
+
+/**
+ * Activation records (OpenWhisk-style) of every invocation: synchronous ones
+ * in the scheduler cores' bounded rings, async ones persisted with their
+ * results (ActivationStore) for a retention period. Live async calls are
+ * asked of the async invoker first (`live`).
+ */
+export class ActivationLog {
+  constructor(
+    private readonly store: ActivationStore,
+    private readonly sync: SyncRecords,
+    private readonly live: (namespace: string, id: string) => { record: ActivationRecord; result: StoredResult | undefined } | undefined,
+  ) {}
+
+  async get(namespace: string, id: string): Promise<{ record: ActivationRecord; result: StoredResult | undefined } | undefined> {
     const live = this.live(namespace, id);
     if (live !== undefined) return live;
-    for (const r of this.ring) if (r !== undefined && r.id === id && r.namespace === namespace) return { record: r, result: undefined };
+    const r = await this.sync.get(namespace, id);
+    if (r !== undefined) return { record: r, result: undefined };
     return this.store.get(namespace, id);
   }
 
   /** Newest first: kept sync records, live and stored async records. */
-  list(namespace: string, opts: { function?: string; since: number; limit: number }, live: ActivationRecord[]): ActivationRecord[] {
+  async list(namespace: string, opts: { function?: string; since: number; limit: number }, live: ActivationRecord[]): Promise<ActivationRecord[]> {
     const out: ActivationRecord[] = [];
     const seen = new Set<string>();
     const keep = (r: ActivationRecord): void => {
@@ -90,7 +119,7 @@ export class ActivationLog {
       out.push(r);
     };
     for (const r of live) keep(r);
-    for (const r of this.ring) if (r !== undefined) keep(r);
+    for (const r of await this.sync.list(namespace, opts)) keep(r);
     for (const r of this.store.list(namespace, opts)) keep(r);
     out.sort((a, b) => b.start - a.start);
     return out.slice(0, opts.limit);

@@ -2,9 +2,8 @@ import type { Clock } from '../common/clock.js';
 import { BatonError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRuntime } from '../dataplane/function-runtime.js';
 import type { InvocationRequest, InvocationResult } from '../dataplane/types.js';
+import type { FunctionRecord } from '../storage/store.js';
 import { ClassQueue } from '../policies/class-queue.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { ActivationRecord, ActivationStore, AsyncCallRow, StoredResult } from '../storage/activation-store.js';
@@ -29,6 +28,14 @@ interface Job {
   fnKey: string;
   /** A retry is scheduled: not queued, not running. */
   retryTimer: NodeJS.Timeout | undefined;
+}
+
+/** Where async calls run: the scheduler core that owns the function (CoreHost). */
+export interface AsyncDataPlane {
+  /** A function's definition, if it exists. */
+  record(key: string): FunctionRecord | undefined;
+  /** Run one attempt (the call keeps its id across attempts); `reply` once. */
+  invoke(key: string, id: string, req: InvocationRequest, reply: (r: InvocationResult) => void): void;
 }
 
 type Accepted = { row: AsyncCallRow; record: ActivationRecord; resolve: (r: ActivationRecord) => void; reject: (e: unknown) => void };
@@ -60,7 +67,7 @@ export class AsyncInvoker {
 
   constructor(
     private readonly store: ActivationStore,
-    private readonly dispatcher: Dispatcher,
+    private readonly dataPlane: AsyncDataPlane,
     private readonly classes: PriceClassSet,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -132,14 +139,14 @@ export class AsyncInvoker {
   }
 
   /** Accept a call: resolves with its record once it is stored durably. */
-  accept(fn: FunctionRuntime, req: InvocationRequest, callbackUrl: string | undefined): Promise<ActivationRecord> {
+  accept(fn: FunctionRecord, req: InvocationRequest, callbackUrl: string | undefined): Promise<ActivationRecord> {
     if (this.backlog >= this.o.maxPending) {
       return Promise.reject(new BatonError('overloaded', `${this.backlog} async calls are pending, the limit of this control plane; retry later`, { retryAfter: 5 }));
     }
     const row: AsyncCallRow = {
       id: newId('call'),
-      namespace: fn.record.namespace,
-      function: fn.record.name,
+      namespace: fn.namespace,
+      function: fn.name,
       priceClass: req.priceClass,
       method: req.method,
       path: req.path,
@@ -218,7 +225,7 @@ export class AsyncInvoker {
   }
 
   private run(job: Job): void {
-    const fn = this.dispatcher.functions.get(job.fnKey);
+    const fn = this.dataPlane.record(job.fnKey);
     if (fn === undefined) {
       this.end(job, { status: 404, headers: { 'content-type': 'application/json' }, body: new TextEncoder().encode(JSON.stringify({ error: { code: 'not_found', message: `function ${job.fnKey} no longer exists` } })) }, { code: 'not_found', message: `function ${job.fnKey} no longer exists` });
       return;
@@ -228,13 +235,12 @@ export class AsyncInvoker {
     job.record.attempts = job.row.attempts;
     job.record.status = 'running';
     const req: InvocationRequest = { method: job.row.method, path: job.row.path, headers: job.row.headers, body: job.row.body, priceClass: job.row.priceClass, async: true };
-    this.dispatcher.invoke(fn, req, (r) => this.attempted(job, r), job.row.id);
+    this.dataPlane.invoke(job.fnKey, job.row.id, req, (r) => this.attempted(job, r));
   }
 
   private attempted(job: Job, r: InvocationResult): void {
     this.outstanding.set(job.fnKey, Math.max(0, (this.outstanding.get(job.fnKey) ?? 1) - 1));
-    const fn = this.dispatcher.functions.get(job.fnKey);
-    const spec = fn?.record.spec.async;
+    const spec = this.dataPlane.record(job.fnKey)?.spec.async;
     const maxAttempts = spec?.maxAttempts ?? 3;
     const retryAll = spec?.retry === 'errors';
     const failed = activationStatus(r) !== 'success';

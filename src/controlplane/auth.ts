@@ -30,7 +30,16 @@ export class Authenticator {
   private readonly known = new Map<string, Principal>();
   private readonly unknown = new Set<string>();
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Pick<Store, 'findApiKey' | 'addApiKey'>,
+    /** A key was issued (other threads' negative caches must forget it). */
+    private readonly onIssue: () => void = () => undefined,
+  ) {}
+
+  /** Forget the keys found unknown: one may have been issued since (by another thread). */
+  forgetUnknown(): void {
+    this.unknown.clear();
+  }
 
   authenticate(authorization: string | undefined): Principal {
     if (authorization === undefined || authorization === '') {
@@ -58,6 +67,7 @@ export class Authenticator {
     if (this.store.findApiKey(hash) === undefined) this.store.addApiKey(hash, { namespace, label }, now);
     // a key refused before it existed is good now
     for (const k of this.unknown) if (k.includes(plain)) this.unknown.delete(k);
+    this.onIssue();
     return plain;
   }
 }

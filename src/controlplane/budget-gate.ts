@@ -2,6 +2,7 @@ import type { Clock } from '../common/clock.js';
 import { BatonError } from '../common/errors.js';
 import { budgetStatus, retryAfterSeconds, type BudgetStatus } from '../policies/budget.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
+import type { ThrottleEntry } from '../scheduler/core-messages.js';
 import type { UsageStore } from '../storage/usage-store.js';
 import type { UsageLedger } from './usage-ledger.js';
 
@@ -35,6 +36,8 @@ export class BudgetGate {
     private readonly classes: PriceClassSet,
     private readonly clock: Clock,
     private readonly onThrottle: (namespace: string, priceClass: string) => void = () => undefined,
+    /** A budget was set or removed (the scheduler cores' throttle tables follow). */
+    private readonly onChange: () => void = () => undefined,
   ) {
     for (const b of store.listBudgets()) this.budgets.set(b.namespace, b.monthly);
   }
@@ -43,11 +46,13 @@ export class BudgetGate {
     if (monthly === null) {
       this.store.deleteBudget(namespace);
       this.budgets.delete(namespace);
+      this.onChange();
       return;
     }
     if (!Number.isFinite(monthly) || monthly < 0) throw new BatonError('bad_request', `monthly: expected a non-negative amount, got ${String(monthly)}`);
     this.store.putBudget(namespace, monthly, this.clock.wallNow());
     this.budgets.set(namespace, monthly);
+    this.onChange();
   }
 
   private status(namespace: string): BudgetStatus | undefined {
@@ -63,13 +68,25 @@ export class BudgetGate {
     if (s === undefined) return;
     const rank = this.classes.has(priceClass) ? this.classes.get(priceClass).rank : 0;
     if (rank >= s.servedFromRank) return;
-    const retry = retryAfterSeconds(s, rank);
     this.onThrottle(namespace, priceClass);
-    throw new BatonError(
-      'budget_exceeded',
-      `namespace "${namespace}" has spent ${s.spent.toFixed(4)} of its monthly budget of ${s.monthly} — ${Math.round(s.ratio * 100)} % of the pace for this point of the month (${s.pace.toFixed(4)}); ${priceClass} calls are throttled until spending is back on pace`,
-      { retryAfter: retry, details: { budget: s.monthly, spent: s.spent, pace: s.pace, priceClass } },
-    );
+    throw budgetExceeded(namespace, priceClass, s.spent, s.monthly, s.pace, s.ratio, retryAfterSeconds(s, rank));
+  }
+
+  /**
+   * The namespaces throttled now, for the scheduler cores (ThrottleTable),
+   * which admit calls without asking this thread: recomputed when usage
+   * arrives from the cores and when a budget changes.
+   */
+  throttleTable(): Record<string, ThrottleEntry> {
+    const out: Record<string, ThrottleEntry> = {};
+    for (const ns of this.budgets.keys()) {
+      const s = this.status(ns);
+      if (s === undefined || s.servedFromRank === 0) continue;
+      const retryAfter: number[] = [];
+      for (let r = 0; r < s.servedFromRank; r++) retryAfter.push(retryAfterSeconds(s, r));
+      out[ns] = { servedFromRank: s.servedFromRank, retryAfter, spent: s.spent, monthly: s.monthly, pace: s.pace, ratio: s.ratio };
+    }
+    return out;
   }
 
   view(namespace: string): BudgetView {
@@ -90,5 +107,44 @@ export class BudgetGate {
       served: names.slice(s?.servedFromRank ?? 0),
       throttled: names.slice(0, s?.servedFromRank ?? 0),
     };
+  }
+}
+
+function budgetExceeded(namespace: string, priceClass: string, spent: number, monthly: number, pace: number, ratio: number, retryAfter: number): BatonError {
+  return new BatonError(
+    'budget_exceeded',
+    `namespace "${namespace}" has spent ${spent.toFixed(4)} of its monthly budget of ${monthly} — ${Math.round(ratio * 100)} % of the pace for this point of the month (${pace.toFixed(4)}); ${priceClass} calls are throttled until spending is back on pace`,
+    { retryAfter, details: { budget: monthly, spent, pace, priceClass } },
+  );
+}
+
+/**
+ * A scheduler core's copy of which namespaces are throttled (BudgetGate's
+ * throttleTable, pushed by the main thread): admission stays O(1) and never
+ * leaves the core's thread.
+ */
+export class ThrottleTable {
+  private table: Record<string, ThrottleEntry> = {};
+  private any = false;
+
+  constructor(
+    private readonly classes: PriceClassSet,
+    private readonly onThrottle: (namespace: string, priceClass: string) => void = () => undefined,
+  ) {}
+
+  set(table: Record<string, ThrottleEntry>): void {
+    this.table = table;
+    this.any = Object.keys(table).length > 0;
+  }
+
+  /** Throw 429 budget_exceeded when this namespace's calls of this class are throttled now. */
+  admit(namespace: string, priceClass: string): void {
+    if (!this.any) return;
+    const e = this.table[namespace];
+    if (e === undefined) return;
+    const rank = this.classes.has(priceClass) ? this.classes.get(priceClass).rank : 0;
+    if (rank >= e.servedFromRank) return;
+    this.onThrottle(namespace, priceClass);
+    throw budgetExceeded(namespace, priceClass, e.spent, e.monthly, e.pace, e.ratio, e.retryAfter[rank] ?? 60);
   }
 }

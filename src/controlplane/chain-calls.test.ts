@@ -63,14 +63,22 @@ describe('ChainCalls', () => {
   beforeEach(() => {
     sent = [];
     n1 = node('n1', sent);
-    d = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, classes, log: silentLogger(), maxQueuePerFunction: 10, hooks: { place: () => n1, awaitingWorkers: () => true } });
+    d = new Dispatcher({ clock: { now: () => 0, wallNow: () => 0 }, classes, log: silentLogger(), maxQueuePerFunction: 10, hooks: { place: () => ({ node: n1, core: -1 }), awaitingWorkers: () => true } });
     throttledBelow = 0;
     const budgets = {
       admit: (ns: string, cls: string): void => {
         if (classes.get(cls).rank < throttledBelow) throw new BatonError('budget_exceeded', `namespace "${ns}": ${cls} calls are throttled`, { retryAfter: 30 });
       },
     };
-    chains = new ChainCalls({ dispatcher: d, classes, budgets, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });
+    chains = new ChainCalls({
+      runningCallOn: (node, id) => d.runningCallOn(node, id),
+      defaultClass: (key) => d.functions.get(key)?.record.spec.priceClass,
+      invokeChild: (parent, key, req, reply) => {
+        const fn = d.functions.get(key);
+        if (fn !== undefined) d.invokeChild(parent, fn, req, reply);
+      },
+      classes,
+      budgets, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });
     d.upsertFunction(record('parent', 'critical'));
     d.upsertFunction(record('cheap', 'batch'));
     d.upsertFunction(record('other', 'batch', 'elsewhere'));
@@ -98,7 +106,7 @@ describe('ChainCalls', () => {
     return sent.slice(before).find((f): f is CallResultFrame | InvokeFrame => f.t === 'callResult' || f.t === 'invoke');
   }
 
-  const childOf = (parent: Call): Call | undefined => [...(parent.children ?? [])][0];
+  const childOf = (parent: Call): Call | undefined => [...(parent.children ?? [])].find((c): c is Call => !('abandon' in c));
 
   it('runs the callee at the higher of its caller\'s class and the one asked for (its own class when none is)', () => {
     const parent = running('parent', 'critical');

@@ -1,7 +1,5 @@
 import { asBatonError, BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRuntime } from '../dataplane/function-runtime.js';
 import type { Call, InvocationRequest, InvocationResult, NodeState } from '../dataplane/types.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { CallResultFrame, ChainCallFrame } from '../protocol/messages.js';
@@ -9,7 +7,12 @@ import type { BudgetGate } from './budget-gate.js';
 import { DROP_REQUEST, responseOf } from './invoke-api.js';
 
 export interface ChainCallsOptions {
-  dispatcher: Dispatcher;
+  /** The call running on this worker that a chain call names as its parent (Dispatcher.runningCallOn). */
+  runningCallOn(node: NodeState, callId: string): Call | undefined;
+  /** A function's own price class, if it exists (whichever scheduler core owns it). */
+  defaultClass(key: string): string | undefined;
+  /** Run the accepted call as `parent`'s child, here or on the core that owns the callee; `reply` once. */
+  invokeChild(parent: Call, key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): void;
   classes: PriceClassSet;
   /** Monthly budgets: a chain call is admitted like a client's call, at the class it runs at. */
   budgets: Pick<BudgetGate, 'admit'>;
@@ -30,7 +33,7 @@ const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 
 interface Accepted {
   parent: Call;
-  fn: FunctionRuntime;
+  key: string;
   req: InvocationRequest;
 }
 
@@ -60,12 +63,12 @@ export class ChainCalls {
       from.send(errorFrame(f.reqId, err));
       return;
     }
-    this.o.dispatcher.invokeChild(accepted.parent, accepted.fn, accepted.req, (r) => from.send(resultFrame(f.reqId, r)));
+    this.o.invokeChild(accepted.parent, accepted.key, accepted.req, (r) => from.send(resultFrame(f.reqId, r)));
   }
 
   private accept(from: NodeState, f: ChainCallFrame): Accepted {
     const name = f.function;
-    const parent = this.o.dispatcher.runningCallOn(from, f.parentCallId);
+    const parent = this.o.runningCallOn(from, f.parentCallId);
     if (parent === undefined) {
       throw new BatonError('chain_broken', `call ${f.parentCallId} is not running on worker ${from.name} (it has ended, or it is not this worker's call): chain calls are made only from a call in progress`);
     }
@@ -80,8 +83,9 @@ export class ChainCalls {
         details: { depth, maxDepth: this.o.maxDepth },
       });
     }
-    const fn = this.o.dispatcher.functions.get(`${ns}/${name}`);
-    if (fn === undefined) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
+    const key = `${ns}/${name}`;
+    const own = this.o.defaultClass(key);
+    if (own === undefined) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
     const headers = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(f.headers)) {
       const key = k.toLowerCase();
@@ -89,7 +93,7 @@ export class ChainCalls {
       if (UNSAFE_VALUE.test(v)) throw new BatonError('bad_request', `ctx.invoke("${name}"): header ${key} has a CR, LF or NUL in its value`);
       headers[key] = v;
     }
-    const asked = f.priceClass ?? headers['x-price-class'] ?? fn.record.spec.priceClass;
+    const asked = f.priceClass ?? headers['x-price-class'] ?? own;
     if (!this.o.classes.has(asked)) {
       throw new BatonError('bad_request', `ctx.invoke("${name}"): unknown price class "${asked}"; configured classes: ${this.o.classes.names().join(', ')}`);
     }
@@ -103,7 +107,7 @@ export class ChainCalls {
     // no priority inversion: the callee runs at least at its caller's class
     const priceClass = this.o.classes.effective([parent.req.priceClass, asked]).name;
     this.o.budgets.admit(ns, priceClass);
-    return { parent, fn, req: { method, path: f.path, headers, body: f.body, priceClass } };
+    return { parent, key, req: { method, path: f.path, headers, body: f.body, priceClass } };
   }
 }
 

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Counter } from 'prom-client';
 import uws from 'uWebSockets.js';
@@ -7,34 +8,35 @@ import { BatonError } from '../common/errors.js';
 import { randomSecret, sha256Hex } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import { processFaults } from '../common/process-guard.js';
-import { Dispatcher } from '../dataplane/dispatcher.js';
 import { DEFAULT_PRICE_CLASSES, PriceClassSet, type PriceClassDef } from '../policies/price-classes.js';
-import { createRng } from '../policies/rng.js';
-import type { NodeState } from '../dataplane/types.js';
+import { MAX_FRAME_BYTES } from '../protocol/codec.js';
+import { replyError, requestOf, wireOf } from '../scheduler/core-calls.js';
+import type { CoreMetricsSnapshot, CoreToMain, FunctionStatus, SandboxRow } from '../scheduler/core-messages.js';
+import { SharedCorePool } from '../scheduler/shared-core-pool.js';
+import { SharedNodes } from '../scheduler/shared-nodes.js';
+import { ActivationStore } from '../storage/activation-store.js';
 import { SqliteStore } from '../storage/sqlite-store.js';
+import type { ActivationRecord } from '../storage/activation-store.js';
+import type { UsageRow } from '../storage/usage-store.js';
+import { UsageStore } from '../storage/usage-store.js';
+import { mountActivationsApi } from './activations-api.js';
+import { ActivationLog } from './activations.js';
+import { AsyncInvoker } from './async-invocations.js';
 import { Authenticator } from './auth.js';
-import { AutoscalerLoop } from './autoscaler-loop.js';
-import { ChainCalls, DEFAULT_MAX_CALL_DEPTH } from './chain-calls.js';
+import { BudgetGate } from './budget-gate.js';
+import { DEFAULT_MAX_CALL_DEPTH } from './chain-calls.js';
+import { CoreHost } from './core-host.js';
 import { readCredentials, writeCredentials, type Credentials } from './credentials.js';
 import { FunctionService } from './function-service.js';
+import { closeApp, Exchange } from './http-kit.js';
 import { listenExclusive } from './listen.js';
 import { LogCollector } from './log-collector.js';
 import { mountLogsApi } from './logs-api.js';
-import { Exchange } from './http-kit.js';
-import { mountInvokeApi } from './invoke-api.js';
-import { mountManagementApi } from './management-api.js';
-import { mountActivationsApi } from './activations-api.js';
-import { ActivationLog, recordOf } from './activations.js';
-import { AsyncInvoker } from './async-invocations.js';
-import { BudgetGate } from './budget-gate.js';
-import { UsageLedger } from './usage-ledger.js';
-import { ActivationStore } from '../storage/activation-store.js';
-import { UsageStore } from '../storage/usage-store.js';
-import { MAX_FRAME_BYTES } from '../protocol/codec.js';
+import { mountManagementApi, type ClusterView } from './management-api.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { NodeRegistry } from './node-registry.js';
-import { Placement } from './placement.js';
 import { RouteTable } from './routes.js';
+import { UsageLedger } from './usage-ledger.js';
 import { WorkerGateway } from './worker-gateway.js';
 
 export interface ControlPlaneOptions {
@@ -73,13 +75,20 @@ export interface ControlPlaneOptions {
   maxCallDepth?: number;
   /** Seed of the random choices in placement (default: the start time). */
   seed?: number;
+  /** Scheduler cores: worker threads that each own a shard of the functions and do their own I/O (default: cores − 1, at least 1). */
+  schedulerThreads?: number;
+  /** Workers this control plane tracks at once (slots in the shared capacity; default 4096). */
+  maxWorkers?: number;
+  /** Cores per worker placed on (a worker offering more still uses them all on its machine; default 64). */
+  maxCoresPerWorker?: number;
+  logLevel?: string;
   /** How long to keep retrying when the port is blocked but nothing listens there (TIME_WAIT after a crash). */
   listenTimeoutMs?: number;
   clock?: Clock;
 }
 
-/** `/healthz`, `/readyz` (no auth) and `/metrics`, each answering GET and HEAD. */
-function mountProbes(app: uws.TemplatedApp, d: { nodes: NodeRegistry; metrics: ControlPlaneMetrics; log: Logger }): void {
+/** `/metrics` (every core's series merged in) and the process-fault counter, on the main thread's app. */
+function mountMetrics(app: uws.TemplatedApp, d: { metrics: ControlPlaneMetrics; cores: () => Promise<CoreMetricsSnapshot[]>; log: Logger }): void {
   new Counter({
     name: 'baton_process_faults_total',
     help: 'Uncaught exceptions and unhandled rejections the process guard logged and survived (each one is a bug)',
@@ -94,17 +103,17 @@ function mountProbes(app: uws.TemplatedApp, d: { nodes: NodeRegistry; metrics: C
   });
   for (const method of ['get', 'head'] as const) {
     const head = method === 'head';
-    app[method]('/healthz', (res) => new Exchange(res, head).json(200, { status: 'ok' }));
-    app[method]('/readyz', (res) => {
-      const ready = d.nodes.readyNodes().length;
-      new Exchange(res, head).json(ready > 0 ? 200 : 503, ready > 0 ? { status: 'ready', workers: ready } : { status: 'not ready', reason: 'no worker has joined' });
-    });
     app[method]('/metrics', (res) => {
       const ex = new Exchange(res, head);
-      d.metrics.registry.metrics().then(
-        (text) => ex.send(200, { 'content-type': d.metrics.registry.contentType }, text),
-        (e: unknown) => ex.error(e, d.log),
-      );
+      d.cores()
+        .then((snaps) => {
+          d.metrics.refresh(snaps);
+          return d.metrics.registry.metrics();
+        })
+        .then(
+          (text) => ex.send(200, { 'content-type': d.metrics.registry.contentType }, text),
+          (e: unknown) => ex.error(e, d.log),
+        );
     });
   }
 }
@@ -114,6 +123,8 @@ export interface ControlPlane {
   port: number;
   credentials: Credentials;
   credentialsPath: string;
+  /** Scheduler cores running the data plane. */
+  schedulerThreads: number;
   stop(): Promise<void>;
 }
 
@@ -125,7 +136,18 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   return n;
 }
 
-/** Start the control plane: SQLite store, data plane, worker gateway, HTTP API, control loops. */
+/** The default number of scheduler cores: one per CPU core but one (the main thread's), at least one. */
+export function defaultSchedulerThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+/**
+ * Start the control plane. The main thread keeps SQLite, the management API
+ * (on a loopback port the cores forward to), the workers' control links, the
+ * async store, billing and budgets; the data plane runs on
+ * `schedulerThreads` scheduler cores (worker threads, CoreHost), which listen
+ * on the public port together. See docs/architecture.md.
+ */
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   const log = o.logger.child({ component: 'controlplane' });
   const clock = o.clock ?? systemClock;
@@ -137,14 +159,22 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const maxBundleBytes = positive('maxBundleBytes', o.maxBundleBytes, 50 * 1024 * 1024);
   const maxResponseBytes = positive('maxResponseBytes', o.maxResponseBytes, 16 * 1024 * 1024);
   if (maxResponseBytes > MAX_FRAME_BYTES - 1024 * 1024) throw new RangeError(`maxResponseBytes must stay below the worker frame limit of ${MAX_FRAME_BYTES} bytes (less 1 MiB of headroom), got ${maxResponseBytes}`);
+  const threads = o.schedulerThreads ?? defaultSchedulerThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new RangeError(`schedulerThreads must be an integer from 1 to 256, got ${String(o.schedulerThreads)}`);
+  const maxWorkers = positive('maxWorkers', o.maxWorkers, 4096);
+  const coresPerWorker = positive('maxCoresPerWorker', o.maxCoresPerWorker, 64);
   const workerGraceMs = o.workerGraceMs ?? 5_000;
   const classes = new PriceClassSet(o.priceClasses ?? DEFAULT_PRICE_CLASSES);
   const priceClasses = classes.names();
   const startedAt = clock.now();
+  const maxManagementBodyBytes = Math.ceil((maxBundleBytes * 4) / 3) + 1024 * 1024;
 
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-  const store = new SqliteStore(join(o.dataDir, 'baton.db'));
-  const auth = new Authenticator(store);
+  const dbPath = join(o.dataDir, 'baton.db');
+  const store = new SqliteStore(dbPath);
+  let cores: CoreHost | undefined;
+  const broadcast: CoreHost['broadcast'] = (m) => cores?.broadcast(m);
+  const auth = new Authenticator(store, () => broadcast({ t: 'authReset' }));
   store.ensureNamespace('default', clock.wallNow());
 
   // Credentials: explicit options win, then the credentials file, then new secrets.
@@ -159,44 +189,37 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     auth.issue(null, 'admin', clock.wallNow(), apiKey);
   }
   const joinToken = o.joinToken ?? previous?.joinToken ?? `bj_${randomSecret(24)}`;
-  let joinTokenHash = sha256Hex(joinToken);
+  const joinTokenHash = sha256Hex(joinToken);
   store.putSetting('joinTokenHash', joinTokenHash);
 
-  const dispatcher: Dispatcher = new Dispatcher({
-    clock,
-    classes,
-    log: o.logger.child({ component: 'dataplane' }),
-    maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
-    maxWaitMs: positive('maxWaitMs', o.maxWaitMs, 30_000),
-    hooks: {
-      place: (fn, rank): NodeState | 'busy' | undefined => placement.place(fn, rank),
-      awaitingWorkers: () => clock.now() - startedAt < workerGraceMs,
-      onSandboxCreated: () => metrics.creations.inc(),
-      onSandboxReady: () => metrics.ready.inc(),
-      // the worker keeps the log lines of a sandbox that went for a while: ask it for them meanwhile
-      onSandboxGone: (sb) => logs.sandboxGone(sb.node, sb.fn.key),
-      onCallDone: (call, r) => {
-        metrics.observe(call, r);
-        const u = r.usage;
-        const cost = u === undefined ? 0 : ledger.record(call.fn.namespace, call.fn.name, call.req.priceClass, u.cpuMs, u.mbMs);
-        r.cost = cost;
-        // async attempts are recorded (and persisted) by the async invoker
-        if (call.req.async !== true) {
-          const worker = r.nodeId === undefined ? null : (nodes.get(r.nodeId)?.name ?? r.nodeId);
-          const rec = recordOf({ id: call.id, namespace: call.fn.namespace, function: call.fn.name, priceClass: call.req.priceClass, parentId: call.req.parentId }, r, clock.wallNow(), cost, worker);
-          activations.addSync(rec);
-          metrics.activations.bind(rec.status).inc();
-        }
-      },
-    },
-  });
+  // the capacity every scheduler core shares: workers' slots, and their idle cores in one list per core
+  const shared = SharedNodes.create(maxWorkers, classes.size);
+  const pool = SharedCorePool.createEmpty(threads, maxWorkers, coresPerWorker);
   const activationStore = new ActivationStore(store.database);
   const usageStore = new UsageStore(store.database);
   const ledger = new UsageLedger(usageStore, classes, o.memoryPrice ?? 0.25, clock, o.logger.child({ component: 'billing' }));
-  const budgets = new BudgetGate(usageStore, ledger, classes, clock, (ns, cls) => metrics.throttled.bind(ns, cls).inc());
-  const asyncInvoker = new AsyncInvoker(
+  let lastThrottle = '{}';
+  const pushThrottle = (): void => {
+    const table = budgets.throttleTable();
+    const text = JSON.stringify(table);
+    if (text === lastThrottle) return;
+    lastThrottle = text;
+    broadcast({ t: 'throttle', table });
+  };
+  const budgets: BudgetGate = new BudgetGate(usageStore, ledger, classes, clock, undefined, () => pushThrottle());
+  const nodes = new NodeRegistry({ clock, log: o.logger.child({ component: 'nodes' }), shared, pool, cores: threads, broadcast, heartbeatTimeoutMs });
+  const metrics = new ControlPlaneMetrics(nodes, () => asyncInvoker.backlog, () => priceClasses);
+  const functions = new FunctionService(store, { upsert: (records) => broadcast({ t: 'functions', records }), remove: (key) => broadcast({ t: 'functionRemoved', key }) }, clock, priceClasses, maxBundleBytes);
+  const host_ = (): CoreHost => {
+    if (cores === undefined) throw new BatonError('overloaded', 'the control plane is starting', { retryAfter: 1 });
+    return cores;
+  };
+  const asyncInvoker: AsyncInvoker = new AsyncInvoker(
     activationStore,
-    dispatcher,
+    {
+      record: (key) => functions.find(key),
+      invoke: (key, id, req, reply) => host_().invoke(key, id, wireOf(req, clock.now()), reply),
+    },
     classes,
     clock,
     o.logger.child({ component: 'async' }),
@@ -210,69 +233,185 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       ...(o.activationRetentionMs === undefined ? {} : { retentionMs: o.activationRetentionMs }),
     },
   );
-  const activations = new ActivationLog(activationStore, o.syncActivations ?? 10_000, (ns, id) => asyncInvoker.live(ns, id));
-  const nodes: NodeRegistry = new NodeRegistry({
-    clock,
-    log: o.logger.child({ component: 'nodes' }),
-    dispatcher,
-    heartbeatTimeoutMs,
-    onMemoryReport: (n) => placement.memoryReport(n),
-    onUnready: (n) => placement.forget(n),
-  });
-  const placement: Placement = new Placement(nodes, createRng(o.seed ?? Date.now()));
-  const metrics = new ControlPlaneMetrics(dispatcher, nodes, () => asyncInvoker.backlog, () => priceClasses);
-  const functions = new FunctionService(store, dispatcher, clock, priceClasses, maxBundleBytes);
-  const loaded = functions.loadAll();
-
-  const app = uws.App();
-  const chains = new ChainCalls({ dispatcher, classes, budgets, log: o.logger.child({ component: 'chains' }), maxInvokeBodyBytes, maxDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH });
-  const logs = new LogCollector({ nodes, dispatcher, clock });
+  const activations = new ActivationLog(
+    activationStore,
+    {
+      get: async (ns, id) => (await host_().queryAll<ActivationRecord | undefined>({ q: 'activation', namespace: ns, id })).find((r) => r !== undefined),
+      list: async (ns, opts) => (await host_().queryAll<ActivationRecord[]>({ q: 'activations', namespace: ns, function: opts.function, since: opts.since, limit: opts.limit })).flat(),
+    },
+    (ns, id) => asyncInvoker.live(ns, id),
+  );
+  const logs = new LogCollector({ nodes, running: (key) => host_().query<[string, string][]>(host_().ownerOf(key), { q: 'holders', key }), clock });
   const gateway = new WorkerGateway({
     log: o.logger.child({ component: 'gateway' }),
     store,
     nodes,
-    dispatcher,
-    chains,
-    metrics,
-    joinTokenHash: () => joinTokenHash,
+    write: (core, conn, data) => host_().send(core, { t: 'wSend', conn, data }),
+    end: (core, conn, code, reason) => host_().send(core, { t: 'wEnd', conn, code, reason }),
+    linkPorts: () => host_().linkPorts,
+    onBadFrame: () => metrics.badFrames.inc(),
     heartbeatMs,
     maxResponseBytes,
     maxCallBodyBytes: Math.max(1, Math.floor(maxInvokeBodyBytes)),
     classes: priceClasses,
     logs,
   });
-  gateway.mount(app);
+  const collectUsage = async (): Promise<void> => {
+    for (const rows of await host_().queryAll<UsageRow[]>({ q: 'usage' })) ledger.absorb(rows);
+    pushThrottle();
+  };
+  const cluster: ClusterView = {
+    functionStatus: async (keys) => {
+      const byOwner = new Map<number, string[]>();
+      for (const k of keys) {
+        const owner = host_().ownerOf(k);
+        byOwner.set(owner, [...(byOwner.get(owner) ?? []), k]);
+      }
+      const parts = await Promise.all([...byOwner].map(([core, ks]) => host_().query<Record<string, FunctionStatus>>(core, { q: 'functionStatus', keys: ks })));
+      return Object.assign({}, ...parts) as Record<string, FunctionStatus>;
+    },
+    sandboxes: async (namespace) => (await host_().queryAll<SandboxRow[]>({ q: 'sandboxes', namespace })).flat(),
+    nodeStats: async () => {
+      const out = new Map<string, [number, number]>();
+      for (const part of await host_().queryAll<Record<string, [number, number]>>({ q: 'nodeStats' })) {
+        for (const [id, [sb, inflight]] of Object.entries(part)) {
+          const t = out.get(id) ?? [0, 0];
+          out.set(id, [t[0] + sb, t[1] + inflight]);
+        }
+      }
+      return out;
+    },
+    status: async (namespace) => {
+      const sum = { sandboxes: 0, inflight: 0, queued: 0 };
+      for (const p of await host_().queryAll<{ sandboxes: number; inflight: number; queued: number }>({ q: 'status', namespace })) {
+        sum.sandboxes += p.sandboxes;
+        sum.inflight += p.inflight;
+        sum.queued += p.queued;
+      }
+      return sum;
+    },
+    busyCores: (n) => (n.slot >= 0 ? shared.busy(n.slot) : 0),
+  };
+
+  // The main thread's own app, on loopback: every request but invocations reaches it, forwarded by the cores.
+  const app = uws.App();
   const routes = new RouteTable(app, auth, log);
-  mountManagementApi({
-    routes,
-    store,
-    auth,
-    functions,
-    dispatcher,
-    nodes,
-    clock,
-    maxManagementBodyBytes: Math.ceil((maxBundleBytes * 4) / 3) + 1024 * 1024,
-    version: BATON_VERSION,
-    startedAt,
-  });
-  mountInvokeApi(app, { auth, dispatcher, log, priceClasses, maxInvokeBodyBytes, budgets, async: asyncInvoker });
+  mountManagementApi({ routes, store, auth, functions, cluster, nodes, clock, maxManagementBodyBytes, version: BATON_VERSION, startedAt });
   const fetchLogs = mountLogsApi({ routes, functions, logs });
-  mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock, fetchLogs });
-  mountProbes(app, { nodes, metrics, log });
+  mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock, fetchLogs, collectUsage });
+  mountMetrics(app, { metrics, cores: () => host_().queryAll<CoreMetricsSnapshot>({ q: 'metrics' }), log });
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
     new Exchange(res, method === 'HEAD').error(new BatonError('not_found', `no such endpoint: ${method} ${req.getUrl()}`));
   });
+  const internal = await new Promise<uws.us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (s) => (s === false ? reject(new BatonError('conflict', 'cannot listen on a loopback port for the management API')) : resolve(s))));
+  const internalPort = uws.us_socket_local_port(internal);
 
-  const listenSocket = await listenExclusive(app, host, o.port ?? 8080, o.listenTimeoutMs ?? 90_000, log);
-  const port = uws.us_socket_local_port(listenSocket);
+  const onMessage = (core: number, m: CoreToMain): void => {
+    switch (m.t) {
+      case 'wOpen':
+        gateway.opened(core, m.conn, m.remote);
+        return;
+      case 'wMsg':
+        gateway.message(m.conn, m.data, m.binary);
+        return;
+      case 'wClosed':
+        gateway.closed(m.conn, m.code, m.reason);
+        return;
+      case 'linkUp': {
+        const n = nodes.linkUp(m.slot, m.gen, m.adopted, m.dropped);
+        if (n !== undefined) gateway.joined(n);
+        return;
+      }
+      case 'linkDown': {
+        const n = nodes.ofSlot(m.slot, m.gen);
+        if (n !== undefined) gateway.linkLost(n, m.reason);
+        return;
+      }
+      case 'nodeLostAck':
+        nodes.lostAck(m.slot);
+        return;
+      case 'usage':
+        ledger.absorb(m.rows);
+        pushThrottle();
+        return;
+      case 'gone':
+        for (const [nodeId, name, key] of m.items) logs.sandboxGone(nodeId, name, key);
+        return;
+      case 'asyncAccept': {
+        const rec = functions.find(m.key);
+        const answer = (p: Promise<ActivationRecord>): void =>
+          void p.then(
+            (r) => host_().send(core, { t: 'reply', rid: m.rid, value: { id: r.id, status: r.status } }),
+            (e: unknown) => host_().send(core, { t: 'reply', rid: m.rid, error: replyError(e) }),
+          );
+        if (rec === undefined) {
+          const [ns, name] = m.key.split('/');
+          answer(Promise.reject(new BatonError('not_found', `function "${name ?? m.key}" not found in namespace "${ns ?? ''}"`)));
+          return;
+        }
+        const req = requestOf(m.req, m.priceClass);
+        delete req.arrivedAt;
+        answer(asyncInvoker.accept(rec, req, m.callbackUrl));
+        return;
+      }
+      default:
+        return;
+    }
+  };
+  let fatal = false;
+  const { port, started } = await listenExclusive({
+    host,
+    port: o.port ?? 8080,
+    timeoutMs: o.listenTimeoutMs ?? 90_000,
+    log,
+    start: (port) =>
+      CoreHost.start({
+        count: threads,
+        log: o.logger.child({ component: 'cores' }),
+        init: {
+          host,
+          port,
+          internalPort,
+          dbPath,
+          joinTokenHash,
+          nodesBuffer: shared.buffer,
+          poolBuffer: pool.buffer,
+          classes: classes.byRank.map((c) => ({ name: c.name, price: c.price })),
+          memoryPrice: o.memoryPrice ?? 0.25,
+          maxQueuePerFunction: positive('maxQueuePerFunction', o.maxQueuePerFunction, 10_000),
+          maxWaitMs: positive('maxWaitMs', o.maxWaitMs, 30_000),
+          maxInvokeBodyBytes,
+          maxResponseBytes,
+          maxManagementBodyBytes,
+          maxCallDepth: o.maxCallDepth ?? DEFAULT_MAX_CALL_DEPTH,
+          autoscalerTickMs: positive('autoscalerTickMs', o.autoscalerTickMs, 1000),
+          awaitWorkersUntil: performance.timeOrigin + clock.now() + workerGraceMs,
+          syncActivations: Math.max(1, Math.ceil((o.syncActivations ?? 10_000) / threads)),
+          seed: o.seed ?? Date.now(),
+          logLevel: o.logLevel ?? o.logger.level,
+        },
+        onMessage,
+        onFatal: (core, reason) => {
+          if (fatal) return;
+          fatal = true;
+          log.fatal({ core, reason }, 'a scheduler core died: the control plane stops (its calls cannot be answered any more); restart it, the workers rejoin');
+          process.exitCode = 70;
+          process.kill(process.pid, 'SIGTERM');
+        },
+      }),
+    stop: (h) => h.stop(),
+  });
+  cores = started;
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };
   const credentialsPath = writeCredentials(o.dataDir, credentials);
 
+  const loaded = functions.loadAll();
+  pushThrottle();
+  // every core has the functions before the first call is taken for them (messages to a core arrive in order)
+  await cores.queryAll({ q: 'status' });
   nodes.start((node) => gateway.closeNode(node, 'declared dead: missed heartbeats'));
-  const autoscaler = new AutoscalerLoop(dispatcher, clock, positive('autoscalerTickMs', o.autoscalerTickMs, 1000));
-  autoscaler.start();
   ledger.start();
   const resumed = asyncInvoker.start();
   const purge = setInterval(() => {
@@ -283,7 +422,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
   }, 3600_000);
   purge.unref();
-  log.info({ url, dataDir: o.dataDir, functions: loaded, asyncResumed: resumed, heartbeatTimeoutMs }, 'control plane listening');
+  log.info({ url, dataDir: o.dataDir, functions: loaded, asyncResumed: resumed, heartbeatTimeoutMs, schedulerThreads: threads }, 'control plane listening');
 
   let stopped = false;
   return {
@@ -291,20 +430,21 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     port,
     credentials,
     credentialsPath,
+    schedulerThreads: threads,
     async stop() {
       if (stopped) return;
       stopped = true;
-      autoscaler.stop();
       nodes.stop();
       asyncInvoker.stop();
       clearInterval(purge);
       logs.stop();
-      gateway.closeAll();
-      uws.us_listen_socket_close(listenSocket);
+      await cores?.stop();
+      uws.us_listen_socket_close(internal);
+      closeApp(app);
       await functions.close();
+      // usage the cores sent before they stopped is in the ledger: stored now
       ledger.stop();
       store.close();
-      joinTokenHash = '';
       await new Promise((r) => setImmediate(r));
       log.info('control plane stopped');
     },

@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import type { MetricSeries } from '../scheduler/core-messages.js';
 
 /**
  * Counters and histograms for the invocation path. prom-client hashes the label
@@ -26,6 +27,11 @@ interface MetricSnapshot {
 
 abstract class FastMetric<S extends { readonly labels: Record<string, string> }> {
   protected readonly series = new Map<string, S>();
+  /**
+   * Series other threads keep (the scheduler cores'), summed per label set
+   * at the last `absorb`: the scrape shows this thread's own plus these.
+   */
+  protected remote = new Map<string, S>();
 
   constructor(
     readonly name: string,
@@ -56,6 +62,54 @@ abstract class FastMetric<S extends { readonly labels: Record<string, string> }>
   reset(): void {
     this.series.clear();
   }
+
+  /** This thread's series, to send to the thread that serves /metrics. */
+  snapshot(): MetricSeries[] {
+    const out: MetricSeries[] = [];
+    for (const s of this.series.values()) out.push(this.toWire(this.labelNames.map((n) => s.labels[n] ?? ''), s));
+    return out;
+  }
+
+  /** Replace the other threads' series with these (each thread's snapshot), summed per label set. */
+  absorb(snapshots: readonly (readonly MetricSeries[])[]): void {
+    const merged = new Map<string, S>();
+    for (const snap of snapshots) {
+      for (const w of snap) {
+        const key = w.labels.join('\u0000');
+        let s = merged.get(key);
+        if (s === undefined) {
+          const labels: Record<string, string> = {};
+          this.labelNames.forEach((n, i) => (labels[n] = w.labels[i] ?? ''));
+          s = this.make(labels);
+          merged.set(key, s);
+        }
+        this.add(s, w);
+      }
+    }
+    this.remote = merged;
+  }
+
+  /** Own and absorbed series, one per label set (own first), summed. */
+  protected merged(): S[] {
+    if (this.remote.size === 0) return [...this.series.values()];
+    const out = new Map<string, S>();
+    for (const [key, own] of this.series) {
+      const r = this.remote.get(key);
+      if (r === undefined) {
+        out.set(key, own);
+        continue;
+      }
+      const sum = this.make(own.labels);
+      this.add(sum, this.toWire([], own));
+      this.add(sum, this.toWire([], r));
+      out.set(key, sum);
+    }
+    for (const [key, r] of this.remote) if (!out.has(key)) out.set(key, r);
+    return [...out.values()];
+  }
+
+  protected abstract toWire(labels: string[], s: S): MetricSeries;
+  protected abstract add(into: S, w: MetricSeries): void;
 }
 
 export class CounterSeries {
@@ -79,6 +133,14 @@ export class FastCounter extends FastMetric<CounterSeries> {
     return new CounterSeries(labels);
   }
 
+  protected toWire(labels: string[], s: CounterSeries): MetricSeries {
+    return { labels, value: s.value };
+  }
+
+  protected add(into: CounterSeries, w: MetricSeries): void {
+    into.value += w.value ?? 0;
+  }
+
   /** Increment the series of a counter without labels. */
   inc(v = 1): void {
     if (this.unlabelled === undefined) throw new TypeError(`${this.name} has labels: bind() its series`);
@@ -87,7 +149,7 @@ export class FastCounter extends FastMetric<CounterSeries> {
 
   get(): MetricSnapshot {
     const values: MetricValue[] = [];
-    for (const s of this.series.values()) values.push({ labels: { ...s.labels }, value: s.value });
+    for (const s of this.merged()) values.push({ labels: { ...s.labels }, value: s.value });
     return { name: this.name, help: this.help, type: 'counter', values, aggregator: 'sum' };
   }
 }
@@ -133,6 +195,17 @@ export class FastHistogram extends FastMetric<HistogramSeries> {
     return new HistogramSeries(labels, this.buckets);
   }
 
+  protected toWire(labels: string[], s: HistogramSeries): MetricSeries {
+    return { labels, counts: [...s.counts], sum: s.sum, count: s.count };
+  }
+
+  protected add(into: HistogramSeries, w: MetricSeries): void {
+    const counts = w.counts ?? [];
+    for (let i = 0; i < into.counts.length; i++) (into.counts[i] as number) += counts[i] ?? 0;
+    into.sum += w.sum ?? 0;
+    into.count += w.count ?? 0;
+  }
+
   /** Observe on a histogram without labels. */
   observe(v: number): void {
     if (this.unlabelled === undefined) throw new TypeError(`${this.name} has labels: bind() its series`);
@@ -141,7 +214,7 @@ export class FastHistogram extends FastMetric<HistogramSeries> {
 
   get(): MetricSnapshot {
     const values: MetricValue[] = [];
-    for (const s of this.series.values()) {
+    for (const s of this.merged()) {
       let cumulative = 0;
       for (let i = 0; i < this.buckets.length; i++) {
         cumulative += s.counts[i] as number;

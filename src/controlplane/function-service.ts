@@ -2,7 +2,7 @@ import type { Clock } from '../common/clock.js';
 import { bundleLimits, type BundleLimits, type BundleSummary } from '../common/bundle.js';
 import { BatonError } from '../common/errors.js';
 import { FUNCTION_NAME, NAMESPACE_NAME, compileFunctionSpec } from '../common/function-spec.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
+import type { FunctionStatus } from '../scheduler/core-messages.js';
 import type { FunctionRecord, PutFunctionResult, Store, StoredBundle } from '../storage/store.js';
 import { BundlePool } from './bundle-pool.js';
 
@@ -22,8 +22,16 @@ export interface FunctionView {
   status: { sandboxes: number; ready: number; inflight: number; queued: number };
 }
 
+/** Where function definitions go live: the scheduler cores (each keeps the ones it owns). */
+export interface FunctionSink {
+  upsert(records: FunctionRecord[]): void;
+  remove(key: string): void;
+}
+
 /**
  * Function definitions: validated, persisted, then made live in the data plane.
+ * The main thread keeps every definition (for the management API); the
+ * scheduler cores get each change (FunctionSink).
  * Whatever a deploy gets wrong is refused here, before anything is stored; the
  * bundle is checked on a worker thread (BundlePool) so a large or hostile
  * upload never stalls the event loop.
@@ -31,10 +39,11 @@ export interface FunctionView {
 export class FunctionService {
   private readonly limits: BundleLimits;
   private readonly pool = new BundlePool();
+  private readonly records = new Map<string, FunctionRecord>();
 
   constructor(
     private readonly store: Store,
-    private readonly dispatcher: Dispatcher,
+    private readonly sink: FunctionSink,
     private readonly clock: Clock,
     private readonly priceClasses: readonly string[],
     maxBundleBytes: number,
@@ -45,7 +54,8 @@ export class FunctionService {
   /** Load every stored definition into the data plane (at start). */
   loadAll(): number {
     const all = this.store.listFunctions();
-    for (const rec of all) this.dispatcher.upsertFunction(rec);
+    for (const rec of all) this.records.set(`${rec.namespace}/${rec.name}`, rec);
+    this.sink.upsert(all);
     return all.length;
   }
 
@@ -77,7 +87,10 @@ export class FunctionService {
     }
     this.store.ensureNamespace(ns, this.clock.wallNow());
     const result = this.store.putFunction(ns, name, spec, rawSpec, bundle, this.clock.wallNow());
-    if (result.outcome !== 'unchanged') this.dispatcher.upsertFunction(result.record);
+    if (result.outcome !== 'unchanged') {
+      this.records.set(`${ns}/${name}`, result.record);
+      this.sink.upsert([result.record]);
+    }
     return result;
   }
 
@@ -87,26 +100,37 @@ export class FunctionService {
   }
 
   get(ns: string, name: string): FunctionRecord {
-    const rec = this.dispatcher.functions.get(`${ns}/${name}`)?.record;
+    const rec = this.records.get(`${ns}/${name}`);
     if (rec === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
     return rec;
   }
 
   list(ns: string): FunctionRecord[] {
     const out: FunctionRecord[] = [];
-    for (const fn of this.dispatcher.functions.values()) if (fn.record.namespace === ns) out.push(fn.record);
+    for (const rec of this.records.values()) if (rec.namespace === ns) out.push(rec);
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   delete(ns: string, name: string): void {
     if (!this.store.deleteFunction(ns, name)) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
-    this.dispatcher.removeFunction(`${ns}/${name}`);
+    this.records.delete(`${ns}/${name}`);
+    this.sink.remove(`${ns}/${name}`);
   }
 
-  view(rec: FunctionRecord): FunctionView {
-    const fn = this.dispatcher.functions.get(`${rec.namespace}/${rec.name}`);
-    let ready = 0;
-    if (fn !== undefined) for (const sb of fn.sandboxes) if (sb.status === 'ready') ready++;
+  /** A definition, if the function exists (any namespace). */
+  find(key: string): FunctionRecord | undefined {
+    return this.records.get(key);
+  }
+
+  /** Functions per namespace. */
+  counts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const r of this.records.values()) out.set(r.namespace, (out.get(r.namespace) ?? 0) + 1);
+    return out;
+  }
+
+  /** `status`: what its owner core reports (see ClusterView.functionStatus). */
+  view(rec: FunctionRecord, status?: FunctionStatus): FunctionView {
     const s = rec.spec;
     return {
       namespace: rec.namespace,
@@ -121,7 +145,7 @@ export class FunctionService {
       bundleBytes: rec.bundleBytes,
       createdAt: new Date(rec.createdAt).toISOString(),
       updatedAt: new Date(rec.updatedAt).toISOString(),
-      status: { sandboxes: fn?.sandboxes.size ?? 0, ready, inflight: fn?.inflight ?? 0, queued: fn?.queued ?? 0 },
+      status: status ?? { sandboxes: 0, ready: 0, inflight: 0, queued: 0 },
     };
   }
 }

@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { BatonError, asBatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 
@@ -193,4 +193,13 @@ export function parseJson(body: Buffer, what = 'request body'): unknown {
   } catch (e) {
     throw new BatonError('bad_request', `${what} is not valid JSON: ${(e as Error).message}`);
   }
+}
+
+/**
+ * Close every socket of a uWS app, listeners and connections alike (a worker
+ * thread cannot end while uWS holds one). The native binding has `close`;
+ * its type declarations do not list it.
+ */
+export function closeApp(app: TemplatedApp): void {
+  (app as unknown as { close(): void }).close();
 }

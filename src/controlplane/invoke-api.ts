@@ -1,22 +1,28 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRuntime } from '../dataplane/function-runtime.js';
-import type { InvocationResult } from '../dataplane/types.js';
+import type { InvocationRequest, InvocationResult } from '../dataplane/types.js';
 import type { Authenticator, Principal } from './auth.js';
-import type { AsyncInvoker } from './async-invocations.js';
-import type { BudgetGate } from './budget-gate.js';
 import { Exchange, decodeSegment, readRequest, type RequestInfo } from './http-kit.js';
 
+/** Where the invocation routes send calls: the scheduler core's view of every function, and the ways to run one. */
+export interface InvokeRouter {
+  /** A function's own price class, if it exists (whichever scheduler core owns it). */
+  defaultClass(key: string): string | undefined;
+  /** Run a call (here, or on the core that owns the function); `reply` exactly once. Returns a cancel, for a caller that went away. */
+  call(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): () => void;
+  /** Store an async call durably; resolves with its id once it is. */
+  accept(key: string, req: InvocationRequest, callbackUrl: string | undefined): Promise<{ id: string; status: string }>;
+}
+
 export interface InvokeDeps {
-  auth: Authenticator;
-  dispatcher: Dispatcher;
+  auth: Pick<Authenticator, 'authenticate'>;
+  router: InvokeRouter;
   log: Logger;
   priceClasses: readonly string[];
   maxInvokeBodyBytes: number;
-  budgets: BudgetGate;
-  async: AsyncInvoker;
+  /** Monthly budgets: throws 429 budget_exceeded when the namespace's calls of this class are throttled. */
+  budgets: { admit(namespace: string, priceClass: string): void };
 }
 
 /** Headers that describe the connection, not the message, or that carry our own credentials. */
@@ -45,7 +51,7 @@ function serverTiming(r: InvocationResult): string {
 }
 
 interface Target {
-  fn: FunctionRuntime;
+  key: string;
   ns: string;
   priceClass: string;
   subPath: string;
@@ -63,16 +69,17 @@ function resolveTarget(d: InvokeDeps, info: RequestInfo, who: Principal, prefix:
   const ns = dot === -1 ? who.namespace : target.slice(dot + 1);
   if (name === '') throw new BatonError('bad_request', `missing function name: POST ${prefix}{name}`);
   if (ns !== who.namespace && !who.admin) throw new BatonError('forbidden', `this API key belongs to namespace "${who.namespace}" and cannot invoke functions of "${ns}"`);
-  const fn = d.dispatcher.functions.get(`${ns}/${name}`);
-  if (fn === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
-  const priceClass = info.headers['x-price-class'] ?? fn.record.spec.priceClass;
+  const key = `${ns}/${name}`;
+  const own = d.router.defaultClass(key);
+  if (own === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
+  const priceClass = info.headers['x-price-class'] ?? own;
   if (!d.priceClasses.includes(priceClass)) {
     throw new BatonError('bad_request', `X-Price-Class: unknown price class "${priceClass}"; configured classes: ${d.priceClasses.join(', ')}`);
   }
   d.budgets.admit(ns, priceClass);
   const headers = Object.create(null) as Record<string, string>;
   for (const k in info.headers) if (!DROP_REQUEST.has(k)) headers[k] = info.headers[k] as string;
-  return { fn, ns, priceClass, subPath, headers };
+  return { key, ns, priceClass, subPath, headers };
 }
 
 function callbackUrlOf(info: RequestInfo): string | undefined {
@@ -106,8 +113,8 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
       ex.readBody(info, d.maxInvokeBodyBytes).then(
         (body) => {
           if (ex.aborted) return;
-          const call = d.dispatcher.invoke(t.fn, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass, arrivedAt }, (r) => reply(ex, r));
-          ex.whenAborted(() => d.dispatcher.cancel(call));
+          const cancel = d.router.call(t.key, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass, arrivedAt }, (r) => reply(ex, r));
+          ex.whenAborted(cancel);
         },
         (e: unknown) => ex.error(e, d.log),
       );
@@ -125,7 +132,7 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
       const t = resolveTarget(d, info, who, '/async-function/');
       const callbackUrl = callbackUrlOf(info);
       ex.readBody(info, d.maxInvokeBodyBytes)
-        .then((body) => d.async.accept(t.fn, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass }, callbackUrl))
+        .then((body) => d.router.accept(t.key, { method: info.method, path: t.subPath, headers: t.headers, body, priceClass: t.priceClass }, callbackUrl))
         .then(
           (rec) => {
             const location = `/v1/namespaces/${t.ns}/activations/${rec.id}`;

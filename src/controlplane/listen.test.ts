@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countListeners } from './listen.js';
+import { countListeners, listenerInodes } from './listen.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 ffff 100 0 0 10 0
@@ -14,5 +14,13 @@ describe('countListeners', () => {
     expect(countListeners(TABLE, 8081)).toBe(1);
     expect(countListeners(TABLE, 80)).toBe(0);
     expect(countListeners('', 8080)).toBe(0);
+  });
+});
+
+describe('listenerInodes', () => {
+  it('names the socket inode of each LISTEN row of the port (to tell our own listeners from another process\'s)', () => {
+    expect(listenerInodes(TABLE, 8080)).toEqual(['1', '2']);
+    expect(listenerInodes(TABLE, 8081)).toEqual(['3']);
+    expect(listenerInodes(TABLE, 80)).toEqual([]);
   });
 });

@@ -1,19 +1,22 @@
 import { describe, expect, it } from 'vitest';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { NodeState, SandboxState } from '../dataplane/types.js';
 import type { ControlFrame } from '../protocol/messages.js';
 import { LOG_HOLDER_MEMORY_MS, LogCollector } from './log-collector.js';
-import type { NodeRegistry } from './node-registry.js';
+import type { NodeRegistry, WorkerNode } from './node-registry.js';
+
+interface Sb {
+  node: WorkerNode;
+}
 
 /** Workers that answer every getLogs at once with one line naming themselves. */
 function setup() {
   let now = 0;
-  const nodes = new Map<string, NodeState>();
+  const nodes = new Map<string, WorkerNode>();
   const asked: string[] = [];
-  const sandboxes = new Set<SandboxState>();
-  const dispatcher = { functions: new Map([['default/f', { sandboxes }]]) } as unknown as Dispatcher;
-  const c = new LogCollector({ nodes: { get: (id: string) => nodes.get(id) } as unknown as NodeRegistry, dispatcher, clock: { now: () => now, wallNow: () => now } });
-  const node = (id: string): NodeState => {
+  const sandboxes = new Set<Sb>();
+  // what the function's owner core answers: the workers running one of its sandboxes
+  const running = (key: string): Promise<[string, string][]> => Promise.resolve(key === 'default/f' ? [...sandboxes].map((sb): [string, string] => [sb.node.id, sb.node.name]) : []);
+  const c = new LogCollector({ nodes: { get: (id: string) => nodes.get(id) } as unknown as NodeRegistry, running, clock: { now: () => now, wallNow: () => now } });
+  const node = (id: string): WorkerNode => {
     const n = {
       id,
       name: `w-${id}`,
@@ -24,7 +27,7 @@ function setup() {
         queueMicrotask(() => c.answer(n, { t: 'logs', reqId: f.reqId, lines: [{ ts: 1, sandboxId: 's', stream: 'stdout', line: `from ${id}` }] }));
         return true;
       },
-    } as unknown as NodeState;
+    } as unknown as WorkerNode;
     nodes.set(id, n);
     return n;
   };
@@ -42,8 +45,8 @@ describe('which workers are asked for a function\'s logs', () => {
     const t = setup();
     const a = t.node('a');
     t.node('b');
-    t.sandboxes.add({ node: a } as SandboxState);
-    t.sandboxes.add({ node: a } as SandboxState);
+    t.sandboxes.add({ node: a } as Sb);
+    t.sandboxes.add({ node: a } as Sb);
     expect(await t.workersAsked()).toEqual(['a']);
     t.advance(LOG_HOLDER_MEMORY_MS * 3);
     expect(await t.workersAsked()).toEqual(['a']);
@@ -54,12 +57,12 @@ describe('which workers are asked for a function\'s logs', () => {
     const t = setup();
     const a = t.node('a');
     const b = t.node('b');
-    const sb = { node: b } as SandboxState;
-    t.sandboxes.add({ node: a } as SandboxState);
+    const sb = { node: b } as Sb;
+    t.sandboxes.add({ node: a } as Sb);
     t.sandboxes.add(sb);
     t.advance(LOG_HOLDER_MEMORY_MS * 2);
     t.sandboxes.delete(sb);
-    t.c.sandboxGone(b, 'default/f');
+    t.c.sandboxGone(b.id, b.name, 'default/f');
     expect(await t.workersAsked()).toEqual(['a', 'b']);
     t.advance(LOG_HOLDER_MEMORY_MS);
     expect(await t.workersAsked()).toEqual(['a', 'b']);
@@ -71,7 +74,8 @@ describe('which workers are asked for a function\'s logs', () => {
   it('no one when no sandbox of it ran anywhere', async () => {
     const t = setup();
     t.node('a');
-    t.c.sandboxGone(t.node('b'), 'default/other');
+    const b = t.node('b');
+    t.c.sandboxGone(b.id, b.name, 'default/other');
     expect(await t.workersAsked()).toEqual([]);
     t.c.stop();
   });

@@ -1,8 +1,6 @@
 import type { Clock } from '../common/clock.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { NodeState } from '../dataplane/types.js';
 import type { LogLine, LogsFrame } from '../protocol/messages.js';
-import type { NodeRegistry } from './node-registry.js';
+import type { NodeRegistry, WorkerNode } from './node-registry.js';
 
 /** How long one worker may take to answer a logs request before the answer goes without it. */
 export const LOGS_WORKER_TIMEOUT_MS = 2_000;
@@ -96,7 +94,8 @@ export function mergeLogs(answers: { node: string; lines: readonly LogLine[]; tr
  * naming the workers that did not answer.
  *
  * Only the workers where sandboxes went are remembered here; those running
- * one are found from the dispatcher when logs are asked for. Remembering
+ * one are asked of the scheduler core that owns the function when logs are
+ * asked for. Remembering
  * every running sandbox's worker cost about 100 B of heap per sandbox, a
  * third of the control plane's budget for one.
  */
@@ -110,8 +109,8 @@ export class LogCollector {
   constructor(
     private readonly o: {
       nodes: NodeRegistry;
-      /** Read only: the sandboxes running now. */
-      dispatcher: Dispatcher;
+      /** The workers running a sandbox of the function now: [node id, name] (its owner core knows). */
+      running(functionKey: string): Promise<[string, string][]>;
       clock: Clock;
       workerTimeoutMs?: number;
     },
@@ -121,22 +120,22 @@ export class LogCollector {
   }
 
   /** A sandbox of the function went from this worker: the worker keeps the lines it wrote for a while. */
-  sandboxGone(node: NodeState, functionKey: string): void {
+  sandboxGone(nodeId: string, name: string, functionKey: string): void {
     let byNode = this.holders.get(functionKey);
     if (byNode === undefined) {
       byNode = new Map();
       this.holders.set(functionKey, byNode);
     }
-    const h = byNode.get(node.id);
-    if (h === undefined) byNode.set(node.id, { nodeId: node.id, name: node.name, lastHeld: this.o.clock.now() });
+    const h = byNode.get(nodeId);
+    if (h === undefined) byNode.set(nodeId, { nodeId, name, lastHeld: this.o.clock.now() });
     else {
       h.lastHeld = this.o.clock.now();
-      h.name = node.name;
+      h.name = name;
     }
   }
 
   /** A worker's `logs` frame. */
-  answer(node: NodeState, frame: LogsFrame): void {
+  answer(node: WorkerNode, frame: LogsFrame): void {
     const w = this.waiting.get(frame.reqId);
     // only the worker asked may answer its request
     if (w === undefined || w.nodeId !== node.id) return;
@@ -150,7 +149,7 @@ export class LogCollector {
     const timeoutMs = this.o.workerTimeoutMs ?? LOGS_WORKER_TIMEOUT_MS;
     const unanswered: UnansweredWorker[] = [];
     const asks: Promise<{ node: string; lines: LogLine[]; truncated?: boolean | undefined } | undefined>[] = [];
-    for (const h of this.holdersOf(functionKey)) {
+    for (const h of await this.holdersOf(functionKey)) {
       const node = this.o.nodes.get(h.nodeId);
       const name = node?.name ?? h.name;
       if (node === undefined || node.status === 'disconnected' || node.status === 'dead') {
@@ -196,11 +195,11 @@ export class LogCollector {
   }
 
   /** The workers to ask: those with a sandbox of the function now, and those where one went recently. */
-  private holdersOf(functionKey: string): Holder[] {
+  private async holdersOf(functionKey: string): Promise<Holder[]> {
+    const running = await this.o.running(functionKey);
     const now = this.o.clock.now();
     const out = new Map<string, Holder>();
-    const fn = this.o.dispatcher.functions.get(functionKey);
-    if (fn !== undefined) for (const { node } of fn.sandboxes) if (!out.has(node.id)) out.set(node.id, { nodeId: node.id, name: node.name, lastHeld: now });
+    for (const [nodeId, name] of running) if (!out.has(nodeId)) out.set(nodeId, { nodeId, name, lastHeld: now });
     const byNode = this.holders.get(functionKey);
     if (byNode !== undefined) {
       for (const [id, h] of byNode) {

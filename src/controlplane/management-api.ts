@@ -1,19 +1,30 @@
 import { BatonError } from '../common/errors.js';
 import type { Clock } from '../common/clock.js';
-import type { Dispatcher } from '../dataplane/dispatcher.js';
+import type { FunctionStatus, SandboxRow } from '../scheduler/core-messages.js';
 import type { Store } from '../storage/store.js';
 import { requireAdmin, requireNamespace, type Authenticator } from './auth.js';
 import { checkName, type FunctionService } from './function-service.js';
 import { parseJson } from './http-kit.js';
-import type { NodeRegistry } from './node-registry.js';
+import type { NodeRegistry, WorkerNode } from './node-registry.js';
 import type { RouteTable } from './routes.js';
+
+/** What the scheduler cores hold, asked of them (each core answers for the functions it owns). */
+export interface ClusterView {
+  functionStatus(keys: string[]): Promise<Record<string, FunctionStatus>>;
+  sandboxes(namespace?: string): Promise<SandboxRow[]>;
+  /** Per worker id: [sandboxes, calls in flight], every core's together. */
+  nodeStats(): Promise<Map<string, [number, number]>>;
+  status(namespace?: string): Promise<{ sandboxes: number; inflight: number; queued: number }>;
+  /** Cores of the worker running calls now (shared capacity). */
+  busyCores(node: WorkerNode): number;
+}
 
 export interface ManagementDeps {
   routes: RouteTable;
   store: Store;
   auth: Authenticator;
   functions: FunctionService;
-  dispatcher: Dispatcher;
+  cluster: ClusterView;
   nodes: NodeRegistry;
   clock: Clock;
   maxManagementBodyBytes: number;
@@ -45,8 +56,7 @@ export function mountManagementApi(d: ManagementDeps): void {
 
   routes.add('get', '/v1/namespaces', (ex, _req, who) => {
     requireAdmin(who);
-    const counts = new Map<string, number>();
-    for (const fn of d.dispatcher.functions.values()) counts.set(fn.record.namespace, (counts.get(fn.record.namespace) ?? 0) + 1);
+    const counts = functions.counts();
     const namespaces = d.store.listNamespaces().map((n) => ({ name: n.name, createdAt: new Date(n.createdAt).toISOString(), functions: counts.get(n.name) ?? 0 }));
     ex.json(200, { namespaces });
   });
@@ -63,17 +73,21 @@ export function mountManagementApi(d: ManagementDeps): void {
     ex.json(201, { namespace: name, apiKey });
   });
 
-  routes.add('get', '/v1/namespaces/:ns/functions', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/functions', async (ex, req, who) => {
     const ns = req.params[0] ?? '';
     requireNamespace(who, ns);
     if (d.store.getNamespace(ns) === undefined) throw new BatonError('not_found', `namespace "${ns}" not found`);
-    ex.json(200, { functions: functions.list(ns).map((r) => functions.view(r)) });
+    const list = functions.list(ns);
+    const status = await d.cluster.functionStatus(list.map((r) => `${r.namespace}/${r.name}`));
+    ex.json(200, { functions: list.map((r) => functions.view(r, status[`${r.namespace}/${r.name}`])) });
   });
 
-  routes.add('get', '/v1/namespaces/:ns/functions/:fn', (ex, req, who) => {
+  routes.add('get', '/v1/namespaces/:ns/functions/:fn', async (ex, req, who) => {
     const [ns = '', name = ''] = req.params;
     requireNamespace(who, ns);
-    ex.json(200, { function: functions.view(functions.get(ns, name)) });
+    const rec = functions.get(ns, name);
+    const status = await d.cluster.functionStatus([`${ns}/${name}`]);
+    ex.json(200, { function: functions.view(rec, status[`${ns}/${name}`]) });
   });
 
   routes.add('put', '/v1/namespaces/:ns/functions/:fn', async (ex, req, who) => {
@@ -92,8 +106,9 @@ export function mountManagementApi(d: ManagementDeps): void {
     ex.json(200, { deleted: true });
   });
 
-  routes.add('get', '/v1/nodes', (ex, _req, who) => {
+  routes.add('get', '/v1/nodes', async (ex, _req, who) => {
     requireAdmin(who);
+    const stats = await d.cluster.nodeStats();
     const now = d.clock.now();
     const nodes = [...d.nodes.all()].map((n) => ({
       id: n.id,
@@ -103,9 +118,9 @@ export function mountManagementApi(d: ManagementDeps): void {
       cores: n.cores,
       memoryMb: n.memoryMb,
       freeMemoryMb: Math.round(n.freeMemoryMb),
-      sandboxes: n.sandboxes.size,
-      inflight: n.inflight,
-      busyCores: Math.min(n.cores, n.busy),
+      sandboxes: stats.get(n.id)?.[0] ?? 0,
+      inflight: stats.get(n.id)?.[1] ?? 0,
+      busyCores: Math.min(n.cores, d.cluster.busyCores(n)),
       waiting: n.waiting,
       preemptions: n.preemptions,
       lastHeartbeatMsAgo: Math.round(now - n.lastHeartbeat),
@@ -113,30 +128,17 @@ export function mountManagementApi(d: ManagementDeps): void {
     ex.json(200, { nodes });
   });
 
-  routes.add('get', '/v1/sandboxes', (ex, _req, who) => {
-    const sandboxes = [];
-    // oldest first (the dispatcher keeps them worker by worker)
-    const all = [...d.dispatcher.allSandboxes()].sort((x, y) => x.createdAt - y.createdAt);
-    for (const sb of all) {
-      const [ns = ''] = sb.fn.key.split('/');
-      if (!who.admin && ns !== who.namespace) continue;
-      sandboxes.push({
-        id: sb.id,
-        function: sb.fn.key,
-        version: sb.record.version,
-        nodeId: sb.node.id,
-        node: sb.node.name,
-        state: sb.status,
-        inflight: sb.inflight,
-        concurrency: sb.record.spec.concurrency,
-        ...(who.admin && sb.pid !== undefined ? { pid: sb.pid } : {}),
-        createdAt: new Date(sb.createdAt).toISOString(),
-      });
-    }
+  routes.add('get', '/v1/sandboxes', async (ex, _req, who) => {
+    // oldest first (the cores keep them worker by worker)
+    const all = (await d.cluster.sandboxes(who.admin ? undefined : who.namespace)).sort((x, y) => x.createdAt - y.createdAt);
+    const sandboxes = all.map((sb) => {
+      const { pid, createdAt, ...rest } = sb;
+      return { ...rest, ...(who.admin && pid !== undefined ? { pid } : {}), createdAt: new Date(createdAt).toISOString() };
+    });
     ex.json(200, { sandboxes });
   });
 
-  routes.add('get', '/v1/status', (ex, _req, who) => {
+  routes.add('get', '/v1/status', async (ex, _req, who) => {
     let ready = 0;
     let total = 0;
     for (const n of d.nodes.all()) {
@@ -144,16 +146,8 @@ export function mountManagementApi(d: ManagementDeps): void {
       if (n.status === 'ready') ready++;
     }
     let fns = 0;
-    let inflight = 0;
-    let queued = 0;
-    let sandboxes = 0;
-    for (const fn of d.dispatcher.functions.values()) {
-      if (!who.admin && fn.record.namespace !== who.namespace) continue;
-      fns++;
-      inflight += fn.inflight;
-      queued += fn.queued;
-      sandboxes += fn.sandboxes.size;
-    }
+    for (const [ns, n] of functions.counts()) if (who.admin || ns === who.namespace) fns += n;
+    const { sandboxes, inflight, queued } = await d.cluster.status(who.admin ? undefined : who.namespace);
     ex.json(200, { version: d.version, uptimeS: Math.round((d.clock.now() - d.startedAt) / 1000), nodes: { ready, total }, functions: fns, sandboxes, inflight, queued });
   });
 }

@@ -22,6 +22,57 @@ export interface UsageReport extends Totals {
   byFunction: Record<string, Totals & { byClass: Record<string, Totals> }>;
 }
 
+/** Cost of one invocation: its class's price per CPU-second plus the memory price per GB-second (µ¢). */
+export function priceOf(classes: PriceClassSet, memoryPrice: number, priceClass: string, cpuMs: number, mbMs: number): number {
+  const p = classes.has(priceClass) ? classes.get(priceClass).price : classes.lowest.price;
+  return (cpuMs / 1000) * p + (mbMs / 1024 / 1000) * memoryPrice;
+}
+
+const rowKey = (r: { bucket: number; namespace: string; function: string; priceClass: string }): string => `${r.bucket}\u0000${r.namespace}\u0000${r.function}\u0000${r.priceClass}`;
+
+/** Add an invocation (or a batch of them) to the row of its minute, namespace, function and class. */
+function addTo(rows: Map<string, UsageRow>, r: UsageRow): void {
+  const key = rowKey(r);
+  const row = rows.get(key);
+  if (row === undefined) {
+    rows.set(key, { ...r });
+    return;
+  }
+  row.invocations += r.invocations;
+  row.cpuMs += r.cpuMs;
+  row.mbMs += r.mbMs;
+  row.cost += r.cost;
+}
+
+/**
+ * What the calls one scheduler core ran used, priced at the core, and sent to
+ * the main thread's ledger in batches (`take`, every 100 ms): the core never
+ * waits on SQLite or on the main thread to bill a call.
+ */
+export class UsageDeltas {
+  private rows = new Map<string, UsageRow>();
+
+  constructor(
+    private readonly classes: PriceClassSet,
+    private readonly memoryPrice: number,
+  ) {}
+
+  /** An invocation ran (now = wall-clock ms): returns its cost. */
+  record(namespace: string, fn: string, priceClass: string, cpuMs: number, mbMs: number, now: number): number {
+    const cost = priceOf(this.classes, this.memoryPrice, priceClass, cpuMs, mbMs);
+    addTo(this.rows, { bucket: Math.floor(now / BUCKET_MS) * BUCKET_MS, namespace, function: fn, priceClass, invocations: 1, cpuMs, mbMs, cost });
+    return cost;
+  }
+
+  /** The rows since the last take. */
+  take(): UsageRow[] {
+    if (this.rows.size === 0) return [];
+    const out = [...this.rows.values()];
+    this.rows = new Map();
+    return out;
+  }
+}
+
 function zero(): Totals {
   return { invocations: 0, cpuSeconds: 0, gbSeconds: 0, cost: 0 };
 }
@@ -69,28 +120,25 @@ export class UsageLedger {
 
   /** Cost of one invocation at its class. */
   price(priceClass: string, cpuMs: number, mbMs: number): number {
-    const p = this.classes.has(priceClass) ? this.classes.get(priceClass).price : this.classes.lowest.price;
-    return (cpuMs / 1000) * p + (mbMs / 1024 / 1000) * this.memoryPrice;
+    return priceOf(this.classes, this.memoryPrice, priceClass, cpuMs, mbMs);
   }
 
   /** An invocation ran: returns its cost. */
   record(namespace: string, fn: string, priceClass: string, cpuMs: number, mbMs: number): number {
     const now = this.clock.wallNow();
     const cost = this.price(priceClass, cpuMs, mbMs);
-    const bucket = Math.floor(now / BUCKET_MS) * BUCKET_MS;
-    const key = `${bucket}\u0000${namespace}\u0000${fn}\u0000${priceClass}`;
-    let row = this.unflushed.get(key);
-    if (row === undefined) {
-      row = { bucket, namespace, function: fn, priceClass, invocations: 0, cpuMs: 0, mbMs: 0, cost: 0 };
-      this.unflushed.set(key, row);
-    }
-    row.invocations++;
-    row.cpuMs += cpuMs;
-    row.mbMs += mbMs;
-    row.cost += cost;
-    const s = this.spend.get(namespace);
-    if (s !== undefined && s.month === monthOf(now).start) s.cost += cost;
+    this.absorb([{ bucket: Math.floor(now / BUCKET_MS) * BUCKET_MS, namespace, function: fn, priceClass, invocations: 1, cpuMs, mbMs, cost }]);
     return cost;
+  }
+
+  /** Usage a scheduler core measured and priced (UsageDeltas). */
+  absorb(rows: readonly UsageRow[]): void {
+    const month = monthOf(this.clock.wallNow()).start;
+    for (const r of rows) {
+      addTo(this.unflushed, r);
+      const s = this.spend.get(r.namespace);
+      if (s !== undefined && s.month === month && r.bucket >= month) s.cost += r.cost;
+    }
   }
 
   /** Write what accumulated since the last flush. */
@@ -102,7 +150,7 @@ export class UsageLedger {
       this.store.add(rows);
     } catch (e) {
       // keep them for the next attempt rather than lose them
-      for (const r of rows) this.unflushed.set(`${r.bucket}\u0000${r.namespace}\u0000${r.function}\u0000${r.priceClass}`, r);
+      for (const r of rows) addTo(this.unflushed, r);
       this.log.error({ err: e, rows: rows.length }, 'could not persist usage; will retry');
     }
   }

@@ -85,7 +85,7 @@ describe('Dispatcher', () => {
       hooks: {
         place: () => {
           busyAtPlacement.push(n1.busy);
-          return n1.status === 'ready' ? n1 : undefined;
+          return n1.status === 'ready' ? { node: n1, core: -1 } : undefined;
         },
         awaitingWorkers: () => workersExpected,
         onSandboxGone: (sb) => void gone.push(sb.id),
@@ -438,7 +438,7 @@ describe('Dispatcher', () => {
       log: silentLogger(),
       maxQueuePerFunction: 10,
       maxWaitMs: 60_000,
-      hooks: { place: () => (capacity ? n1 : 'busy'), awaitingWorkers: () => false },
+      hooks: { place: () => (capacity ? { node: n1, core: -1 } : 'busy'), awaitingWorkers: () => false },
     });
     const batchFn = d2.upsertFunction({ ...record({ priceClass: 'batch' }), name: 'b' });
     const critFn = d2.upsertFunction({ ...record({ priceClass: 'critical' }), name: 'c' });

@@ -9,15 +9,38 @@ import type { FunctionRecord } from '../storage/store.js';
 import { Deadlines } from './deadlines.js';
 import { FunctionRuntime } from './function-runtime.js';
 import { attachCall, callsOn, detachCall, isRunningOn } from './sandbox-calls.js';
-import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, SandboxState } from './types.js';
+import type { Call, CallTiming, CallUsage, InvocationRequest, InvocationResult, NodeState, RemoteChild, SandboxState } from './types.js';
+
+/** Where a new sandbox goes, and the worker core claimed for the call it is made for (-1: none claimed). */
+export interface Placed {
+  node: NodeState;
+  core: number;
+}
+
+/**
+ * Worker cores claimed in the cluster's shared capacity (src/scheduler): a
+ * sandbox running calls holds one core of its worker while there is one to
+ * claim, and the classes running on each worker's cores are counted where
+ * every scheduler core's placement sees them. Absent: no shared capacity
+ * (one scheduler, unit tests).
+ */
+export interface CoreClaims {
+  /** Claim an idle core of this worker; -1 when it has none idle. */
+  claimOn(node: NodeState): number;
+  /** Give back a core claimed with claimOn or by placement. */
+  release(node: NodeState, core: number): void;
+  /** A sandbox on this worker runs calls at rank `to` now, `from` before (-1: none). */
+  busyChanged(node: NodeState, from: number, to: number): void;
+}
 
 export interface DispatcherHooks {
   /**
-   * Pick a node for a new sandbox of this function for work of class `rank`:
-   * a node, 'busy' when workers exist but none has an idle core or a lower
-   * class to preempt (or room in memory), undefined when no worker is ready.
+   * Pick a node for a new sandbox of this function for work of class `rank`
+   * (`forCall`: a call waits for it, so claim a core for that call): a node,
+   * 'busy' when workers exist but none has an idle core or a lower class to
+   * preempt (or room in memory), undefined when no worker is ready.
    */
-  place(fn: FunctionRuntime, rank: number): NodeState | 'busy' | undefined;
+  place(fn: FunctionRuntime, rank: number, forCall: boolean): Placed | 'busy' | undefined;
   /** True while the control plane should wait for workers instead of failing calls at once. */
   awaitingWorkers(): boolean;
   onSandboxCreated?(fn: FunctionRuntime): void;
@@ -39,6 +62,7 @@ export interface DispatcherOptions {
   /** Past a dispatched call's timeout, how long to wait for the worker's own timeout answer before giving up on it. */
   execGraceMs?: number;
   hooks: DispatcherHooks;
+  claims?: CoreClaims;
 }
 
 const DEFAULT_MAX_WAIT_MS = 30_000;
@@ -183,6 +207,14 @@ export class Dispatcher {
     return call;
   }
 
+  /**
+   * A chain call's parent (on another scheduler core) ended: if the call has
+   * not started it fails with chain_broken, as a local child would.
+   */
+  abandon(call: Call, parentId: string): void {
+    if (!call.done && call.sandbox === undefined) this.finish(call, errorResult('chain_broken', `call ${parentId}, which made this call, ended before it started`));
+  }
+
   /** The caller went away: drop the call without answering; a queued call leaves the queue now. */
   cancel(call: Call): void {
     if (call.done) return;
@@ -234,6 +266,25 @@ export class Dispatcher {
     return child;
   }
 
+  /**
+   * A chain call made from inside `parent` whose callee another scheduler
+   * core owns: that core runs it; here the parent waits (holds no core) until
+   * `done` is called, and if the parent ends first the child is abandoned.
+   * Returns `done`, to call once when the child's answer arrives.
+   */
+  remoteChild(parent: Call, child: RemoteChild): () => void {
+    const children = (parent.children ??= new Set());
+    children.add(child);
+    this.setAwaiting(parent, 1);
+    let settled = false;
+    return () => {
+      if (settled) return;
+      settled = true;
+      children.delete(child);
+      this.setAwaiting(parent, -1);
+    };
+  }
+
   private setAwaiting(parent: Call, delta: number): void {
     parent.awaiting = (parent.awaiting ?? 0) + delta;
     const sb = parent.sandbox;
@@ -249,7 +300,8 @@ export class Dispatcher {
     const children = call.children;
     if (children === undefined) return;
     for (const child of [...children]) {
-      if (child.sandbox === undefined) this.finish(child, errorResult('chain_broken', `call ${call.id}, which made this call, ended before it started`));
+      if ('abandon' in child) child.abandon();
+      else if (child.sandbox === undefined) this.finish(child, errorResult('chain_broken', `call ${call.id}, which made this call, ended before it started`));
     }
   }
 
@@ -405,6 +457,13 @@ export class Dispatcher {
 
   private setSandboxRank(sb: SandboxState, rank: number): void {
     if (sb.rank === rank) return;
+    const claims = this.opts.claims;
+    if (claims !== undefined) {
+      claims.busyChanged(sb.node, sb.rank, rank);
+      // running: hold one of the worker's cores if one is idle (placement may have claimed it already); idle: give it back
+      if (rank >= 0 && sb.core === -1) sb.core = claims.claimOn(sb.node);
+      else if (rank < 0) this.releaseCore(sb);
+    }
     const n = sb.node;
     while (n.busyByRank.length < this.opts.classes.size) n.busyByRank.push(0);
     if (sb.rank >= 0) {
@@ -418,6 +477,13 @@ export class Dispatcher {
     sb.rank = rank;
   }
 
+  private releaseCore(sb: SandboxState): void {
+    if (sb.core === -1) return;
+    const core = sb.core;
+    sb.core = -1;
+    this.opts.claims?.release(sb.node, core);
+  }
+
   /** Capacity may have freed somewhere: place sandboxes for waiting functions, best price × wait first. */
   placePending(): void {
     const skipped: NonNullable<FunctionRuntime['pendingEntry']>[] = [];
@@ -428,7 +494,7 @@ export class Dispatcher {
       const fn = e.item;
       fn.pendingEntry = undefined;
       if (fn.removed || fn.queued === 0 || fn.scale > 0) continue;
-      const placed = this.tryCreate(fn, fn.topQueuedRank());
+      const placed = this.tryCreate(fn, fn.topQueuedRank(), true);
       if (placed === 'busy') {
         skipped.push(e);
         fn.pendingEntry = e;
@@ -498,7 +564,7 @@ export class Dispatcher {
    */
   private coldStart(fn: FunctionRuntime): boolean {
     const rank = Math.max(0, fn.topQueuedRank());
-    const r = this.tryCreate(fn, rank);
+    const r = this.tryCreate(fn, rank, true);
     if (r === 'created') return true;
     if (r === 'busy') {
       this.awaitPlacement(fn, rank);
@@ -515,15 +581,18 @@ export class Dispatcher {
 
   /** A new sandbox for work of the function's own class (autoscaler). */
   createSandbox(fn: FunctionRuntime): boolean {
-    return this.tryCreate(fn, this.rankOf.get(fn.record.spec.priceClass) ?? 0) === 'created';
+    return this.tryCreate(fn, this.rankOf.get(fn.record.spec.priceClass) ?? 0, false) === 'created';
   }
 
-  private tryCreate(fn: FunctionRuntime, rank: number): 'created' | 'busy' | 'none' {
+  private tryCreate(fn: FunctionRuntime, rank: number, forCall: boolean): 'created' | 'busy' | 'none' {
     if (fn.removed) return 'none';
-    const node = this.opts.hooks.place(fn, rank);
-    if (node === undefined) return 'none';
-    if (node === 'busy') return 'busy';
+    const placed = this.opts.hooks.place(fn, rank, forCall);
+    if (placed === undefined) return 'none';
+    if (placed === 'busy') return 'busy';
+    const node = placed.node;
     const sb = this.register(fn, newId('sb'), node, 'creating');
+    // the core claimed for the waiting call is held while the sandbox starts, then while it runs the call
+    sb.core = placed.core;
     if (fn.record.bundleHash !== '') node.bundles.add(fn.record.bundleHash);
     this.opts.hooks.onSandboxCreated?.(fn);
     if (!node.send({ t: 'create', sandboxId: sb.id, spec: sandboxSpec(fn.record) })) {
@@ -547,6 +616,7 @@ export class Dispatcher {
       inflight: 0,
       firstCall: undefined,
       rank: -1,
+      core: -1,
       freeIndex: -1,
       createdAt: this.clock.wallNow(),
       pid: undefined,
@@ -589,6 +659,8 @@ export class Dispatcher {
     }
     fn.addFree(sb);
     this.pump(fn, Math.max(createMs, 0.001));
+    // no call took it (they gave up meanwhile): the core claimed for one goes back
+    if (sb.inflight === 0) this.releaseCore(sb);
   }
 
   sandboxFailed(from: NodeState, id: string, error: WireError): void {
@@ -637,6 +709,7 @@ export class Dispatcher {
       sb.inflight -= phantom;
     }
     this.setSandboxRank(sb, -1);
+    this.releaseCore(sb);
     if (reached) this.opts.hooks.onSandboxGone?.(sb);
     if (this.pending.size > 0) this.placePending();
   }

@@ -5,8 +5,11 @@ import type { ControlFrame } from '../protocol/messages.js';
 import type { Deadline } from './deadlines.js';
 import type { FunctionRuntime } from './function-runtime.js';
 
-/** ready: takes new sandboxes; draining: finishing its calls before it stops (SIGTERM). */
-export type NodeStatus = 'ready' | 'draining' | 'disconnected' | 'dead';
+/**
+ * joining: said hello, its data links to the scheduler cores are being opened;
+ * ready: takes new sandboxes; draining: finishing its calls before it stops (SIGTERM).
+ */
+export type NodeStatus = 'joining' | 'ready' | 'draining' | 'disconnected' | 'dead';
 
 /** A worker as the control plane sees it. Lives in memory only. */
 export interface NodeState {
@@ -73,6 +76,8 @@ export interface SandboxState {
   firstCall: Call | undefined;
   /** Rank of its highest call in flight, -1 when it has none (see NodeState.busyByRank). */
   rank: number;
+  /** The worker core it holds in the shared capacity (Dispatcher CoreClaims), -1 when none. */
+  core: number;
   /** Index in its function's free list, -1 when not in it. */
   freeIndex: number;
   /** When the record was made (wall-clock ms, for operators). */
@@ -142,6 +147,12 @@ export interface CallTiming {
   totalMs: number;
 }
 
+/** A chain call whose callee another scheduler core owns (see Dispatcher.remoteChild). */
+export interface RemoteChild {
+  /** The parent ended: fail the call if it has not started (it is not worth running any more). */
+  abandon(): void;
+}
+
 /** One invocation from arrival to response. */
 export interface Call {
   id: string;
@@ -164,6 +175,6 @@ export interface Call {
   /** Chain calls made from this call that have not answered yet: while any is out it waits, it holds no core. */
   awaiting?: number;
   /** Chain calls made from this call that have not answered yet (those still queued fail when it ends). */
-  children?: Set<Call>;
+  children?: Set<Call | RemoteChild>;
   reply(result: InvocationResult): void;
 }

@@ -10,8 +10,22 @@ import { z } from 'zod';
  * PROTOCOL_VERSION. The control plane answers `welcome` or closes with
  * CloseCode.* and a reason.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const WORKER_PATH = '/v1/workers/connect';
+/**
+ * Data links. The control plane runs N scheduler cores (worker threads); each
+ * owns a shard of the functions and listens for workers on a port of its own,
+ * named in the welcome. After the welcome the worker opens one WebSocket per
+ * core at LINK_PATH on that port (same host, same join token) and sends
+ * `linkHello`; the core answers `linkWelcome`. From then on every frame about a
+ * sandbox or a call travels on the link of the core that owns the sandbox's
+ * function (`ownerCore` in shard.ts): create, delete, invoke and callResult
+ * from the core; sandboxReady, sandboxFailed, sandboxGone, result and chain
+ * `call` frames from the worker. The first connection (the control link)
+ * carries hello/welcome, heartbeats, draining, bundles and logs. If any link
+ * of a worker closes, the worker closes them all and joins again.
+ */
+export const LINK_PATH = '/v1/workers/link';
 
 export const CloseCode = {
   normal: 1000,
@@ -155,8 +169,21 @@ export const logLine = z.object({
 export type LogLine = z.infer<typeof logLine>;
 export const logsFrame = z.object({ t: z.literal('logs'), reqId: z.number().int().nonnegative(), lines: z.array(logLine), truncated: z.boolean().optional() });
 
+/** First frame on a data link: which worker, which control session, which core, and its sandboxes of that core's functions. */
+export const linkHelloFrame = z.object({
+  t: z.literal('linkHello'),
+  protocol: z.number().int(),
+  nodeId: id,
+  /** The session of the welcome this link belongs to. */
+  session: id,
+  core: z.number().int().nonnegative().max(1023),
+  /** The worker's sandboxes whose functions this core owns, for adoption after a control-plane restart. */
+  sandboxes: z.array(sandboxReport),
+});
+
 export const workerFrame = z.discriminatedUnion('t', [
   helloFrame,
+  linkHelloFrame,
   heartbeatFrame,
   sandboxReadyFrame,
   sandboxFailedFrame,
@@ -169,6 +196,7 @@ export const workerFrame = z.discriminatedUnion('t', [
 ]);
 export type WorkerFrame = z.infer<typeof workerFrame>;
 export type HelloFrame = z.infer<typeof helloFrame>;
+export type LinkHelloFrame = z.infer<typeof linkHelloFrame>;
 export type ResultFrame = z.infer<typeof resultFrame>;
 
 // ---- control plane -> worker ----
@@ -185,7 +213,13 @@ export const welcomeFrame = z.object({
   classes: z.array(z.string()).min(1).max(64),
   /** Sandboxes from the hello report that the control plane did not adopt; the worker deletes them. */
   drop: z.array(id),
+  /** This connection's session: each data link's linkHello names it. */
+  session: id,
+  /** The scheduler cores' data-link ports, core 0 first: the worker opens a link to each (same host as this connection). */
+  links: z.array(z.object({ core: z.number().int().nonnegative().max(1023), port: z.number().int().min(1).max(65535) })).min(1).max(1024),
 });
+/** A core accepted a data link; `drop`: sandboxes of its linkHello report it did not adopt (the worker deletes them). */
+export const linkWelcomeFrame = z.object({ t: z.literal('linkWelcome'), core: z.number().int().nonnegative(), drop: z.array(id) });
 export const createFrame = z.object({ t: z.literal('create'), sandboxId: id, spec: sandboxSpec });
 export const deleteFrame = z.object({ t: z.literal('delete'), sandboxId: id });
 export const invokeFrame = z.object({
@@ -230,9 +264,11 @@ export const getLogsFrame = z.object({
   limit: z.number().int().positive().max(100_000),
 });
 
-export const controlFrame = z.discriminatedUnion('t', [welcomeFrame, createFrame, deleteFrame, invokeFrame, bundleFrame, callResultFrame, getLogsFrame]);
+export const controlFrame = z.discriminatedUnion('t', [welcomeFrame, linkWelcomeFrame, createFrame, deleteFrame, invokeFrame, bundleFrame, callResultFrame, getLogsFrame]);
 export type ControlFrame = z.infer<typeof controlFrame>;
 export type CreateFrame = z.infer<typeof createFrame>;
+export type WelcomeFrame = z.infer<typeof welcomeFrame>;
+export type LinkWelcomeFrame = z.infer<typeof linkWelcomeFrame>;
 export type InvokeFrame = z.infer<typeof invokeFrame>;
 export type ChainCallFrame = z.infer<typeof chainCallFrame>;
 export type CallResultFrame = z.infer<typeof callResultFrame>;

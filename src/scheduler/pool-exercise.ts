@@ -1,6 +1,6 @@
 /**
  * Runs core-pool tasks on real worker_threads, all released at the same
- * instant: the shared pool's stress test and `baton bench sched` use it. The
+ * instant: the shared pool's stress tests and `baton bench sched` use it. The
  * threads run pool-exercise-thread.js (compiled; see compiledSibling), which
  * imports the compiled pool — so a test that runs from the TypeScript sources
  * needs `npm run build` first, which `npm test` does (the `pretest` script).
@@ -8,8 +8,15 @@
 import { Worker } from 'node:worker_threads';
 import { compiledSibling } from '../common/compiled-path.js';
 
-/** Slots of the control Int32Array shared by the threads of one run. */
-export const CONTROL = { ready: 0, go: 1, stop: 2, ints: 4 } as const;
+/**
+ * Slots of the control Int32Array shared by the threads of one run. `finished`
+ * and `turn` serve the stress task's solo phase: threads that finished their
+ * ops, and the threadId whose solo turn it is.
+ */
+export const CONTROL = { ready: 0, go: 1, stop: 2, finished: 3, turn: 4, ints: 8 } as const;
+
+/** Owner-slot value of a core that a stress thread set aside, not released, because its machine had left (see StressTask.leaving). */
+export const PARKED = -1;
 
 export interface StressTask {
   kind: 'stress';
@@ -23,6 +30,24 @@ export interface StressTask {
   /** Most cores this thread holds at once. */
   hold: number;
   seed: number;
+  /** Of every 256 acquires, how many are `acquireOn` of a machine drawn from `onMachines` rather than `acquire(shard)`; default 0. */
+  onShare?: number;
+  /** Machines `acquireOn` draws from; default every machine. */
+  onMachines?: number[];
+  /**
+   * After the ops, keep the held cores and wait until all `threads` threads
+   * (threadIds 1 … threads) have finished theirs; then each in turn, in
+   * threadId order, does `ops` more operations alone and checks every answer
+   * exactly against the owner slots (a core is idle ⇔ its slot is 0, so the
+   * pool must start with every core idle). Then all release what they hold.
+   */
+  solo?: { threads: number; ops: number };
+  /**
+   * A machine that leaves and joins again (a churn task withdraws it): when
+   * `gone[0]` is nonzero, a core of it is set aside (owner slot PARKED)
+   * instead of released.
+   */
+  leaving?: { machine: number; gone: SharedArrayBuffer };
 }
 
 export interface StressResult {
@@ -30,6 +55,69 @@ export interface StressResult {
   released: number;
   /** Acquires that found no idle core. */
   empty: number;
+  /** Of `acquired`, cores from acquireOn. */
+  onAcquired: number;
+  /** acquireOn calls that answered -1. */
+  onEmpty: number;
+  /** Cores set aside because their machine had left. */
+  parked: number;
+  /** Answers checked in the solo phase. */
+  soloChecks: number;
+}
+
+/**
+ * The thread that makes `machine` leave and join again, `cycles` times: it
+ * raises `gone[0]`, withdraws the machine and collects parked cores until it
+ * owns every core of the machine (owner slot = threadId), then lowers
+ * `gone[0]` and adds back a random number of the machine's cores (all of them
+ * in the last cycle), keeping the rest for the next cycle.
+ */
+export interface ChurnTask {
+  kind: 'churn';
+  pool: SharedArrayBuffer;
+  owners: SharedArrayBuffer;
+  gone: SharedArrayBuffer;
+  machine: number;
+  threadId: number;
+  cycles: number;
+  seed: number;
+}
+
+export interface ChurnResult {
+  cycles: number;
+  /** Cores withdraw returned. */
+  withdrawn: number;
+  /** Parked cores collected. */
+  collected: number;
+  /** Cores given back with addCores. */
+  added: number;
+  /** withdraw calls that left the thread still short of the machine's cores (other threads held some). */
+  shortRounds: number;
+}
+
+/** Slots of a paced task's Int32Array: pauses reached (1, 2, …) and pauses the driver let go. */
+export const PACE = { paused: 0, resumed: 1, ints: 2 } as const;
+
+/**
+ * One `acquireOn` per entry of `machines`, in order, that stops right after
+ * each successful compareExchange on the pool's buffer (a reservation, or a
+ * claimed bit) and, with `pauseBeforeLoads`, before each Atomics.load from
+ * it, until the driver lets it go: a test sets the order in which its steps
+ * and another thread's interleave. Pause k (from 1) sets PACE.paused to k
+ * and waits until PACE.resumed ≥ k.
+ */
+export interface PacedTask {
+  kind: 'paced';
+  pool: SharedArrayBuffer;
+  /** PACE.ints Int32s. */
+  pace: SharedArrayBuffer;
+  machines: number[];
+  pauseBeforeLoads?: boolean;
+}
+
+export interface PacedResult {
+  /** What each acquireOn answered. */
+  answers: number[];
 }
 
 export interface TimedTask {
@@ -54,8 +142,8 @@ export interface TimedResult {
   processCpuSeconds: number;
 }
 
-export type PoolTask = StressTask | TimedTask;
-export type PoolTaskResult = StressResult | TimedResult;
+export type PoolTask = StressTask | TimedTask | ChurnTask | PacedTask;
+export type PoolTaskResult = StressResult | TimedResult | ChurnResult | PacedResult;
 
 /** What a pool thread receives as workerData. */
 export interface ThreadData {
@@ -121,6 +209,16 @@ async function runThreads(tasks: readonly PoolTask[], stopAfterMs: number | unde
 /** Run stress tasks to completion, all threads started together; fail if they take longer than `timeoutMs`. */
 export async function runStressThreads(tasks: readonly StressTask[], timeoutMs = 20_000): Promise<StressResult[]> {
   return (await runThreads(tasks, undefined, timeoutMs)) as StressResult[];
+}
+
+/** Run stress tasks together with churn tasks (results in task order). */
+export async function runChurnThreads(tasks: readonly (StressTask | ChurnTask)[], timeoutMs = 20_000): Promise<(StressResult | ChurnResult)[]> {
+  return (await runThreads(tasks, undefined, timeoutMs)) as (StressResult | ChurnResult)[];
+}
+
+/** Run one paced task; drive it through its `pace` buffer (PACE) while the promise is pending. */
+export async function runPacedThread(task: PacedTask, timeoutMs = 20_000): Promise<PacedResult> {
+  return (await runThreads([task], undefined, timeoutMs))[0] as PacedResult;
 }
 
 /** Run timed tasks: each warms up for its `warmupMs`, then measures until `warmupMs + measureMs` after the common start. */

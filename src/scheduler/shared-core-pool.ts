@@ -16,6 +16,16 @@
  * at or after a rotating position). `CorePool` stays the simulator's pool:
  * it is several times cheaper per decision when only one thread decides.
  *
+ * Machines that join and leave at run time, with different core counts (the
+ * live control plane): `createEmpty` builds the same layout with no core idle;
+ * `addCores(machine, count)` makes the machine's first `count` cores idle, each
+ * exactly as `release` would (a machine may have fewer cores than
+ * `coresPerMachine`); `acquireOn(machine)` claims an idle core of that machine
+ * only; `withdraw(machine)` claims every idle core of a machine that is
+ * leaving; `idleOnMachine(machine)` counts its idle cores (a hint).
+ * The other operations (create, attach, homeOf, idleOn, idleTotal, steals,
+ * acquire, release, idleCores, audit) and the layout are unchanged.
+ *
  * Layout (all Int32; each shard's block starts a whole number of 64-byte lines
  * from the start of the buffer, so in a line-aligned buffer no two shards share
  * a cache line):
@@ -30,6 +40,8 @@
  *
  * A shard's cores are numbered densely: the shard's k-th machine (machines s,
  * s + shards, s + 2·shards, …) owns bits k·coresPerMachine … +coresPerMachine−1.
+ * A machine's bits are therefore contiguous, and may span two words or, when
+ * coresPerMachine > 32, more.
  *
  * Invariants, in plain words:
  *
@@ -45,9 +57,10 @@
  *    leaves too few tag bits for a tag that cannot wrap while a thread sleeps.)
  * 2. Nothing is lost: `release` sets the bit before it counts the core, and a
  *    claimer that has reserved a core (below) always finds some set bit.
- * 3. The idle count is a semaphore over the bits. `acquire` first reserves a
- *    core by decrementing a count above zero (compareExchange), and only then
- *    searches the bitmap; `release` sets the bit first and then increments.
+ * 3. The idle count is a semaphore over the bits. `acquire` (and
+ *    `acquireOn`) first reserves a core by decrementing a count above zero
+ *    (compareExchange), and only then searches the bitmap; `release` sets the
+ *    bit first and then increments.
  *    So, at every instant, set bits ≥ count + threads holding an unspent
  *    reservation on the shard: a thread with a reservation always has a bit
  *    to find, and no thread ever waits for another to finish. The count is
@@ -63,14 +76,63 @@
  * 5. `acquire` returns -1 only when there was an instant during the call at
  *    which every shard's count was zero: it reads every shard's state word,
  *    finds every count zero, reads them all again and finds every word
- *    unchanged. Each release adds one to the count and one to the tally in a
- *    single Atomics.add, so an unchanged word means no release landed in that
- *    shard between the two reads, and counts only fall otherwise; hence all
+ *    unchanged. Each release, and each unit an acquireOn gives back
+ *    (invariant 6), adds one to the count and one to the tally in a single
+ *    Atomics.add, so an unchanged word means neither landed in that shard
+ *    between the two reads, and counts only fall otherwise; hence all
  *    counts were zero when the first pass ended. The tally has 32 − countBits
  *    bits (≥ 10); the one ABA left is 2^(32 − countBits) releases to one shard,
  *    each followed by a claim, between the two reads of that shard. Its only
  *    effect would be a -1 that should have been a retry — never a core handed
  *    out twice or lost.
+ * 6. `acquireOn(machine)` claims like `acquire`, but only among the
+ *    machine's bits: it reserves a unit of the home shard's count (invariant
+ *    3), then clears a set bit of the machine. If the machine has none, the
+ *    unit goes back, and it goes back exactly as a release counts a core:
+ *    count + 1 and tally + 1 in one Atomics.add. While the unit is held it is
+ *    a claim in progress like any other, and an `acquireElsewhere` that reads
+ *    the count as zero is right: no claim could get that unit then. (To other
+ *    threads it is as if the acquireOn had held a core for that time, so
+ *    `acquire` may answer -1 while the only idle core is reserved by an
+ *    acquireOn that then gives it back.) When the unit comes back the count
+ *    rises, and invariant 5 needs every rise to move the tally. A give-back of
+ *    count + 1 alone would restore the word the reservation replaced, and a
+ *    later reservation would restore the word an observer read while the unit
+ *    was held: the observer would read a zero count and the same word twice
+ *    though the count was 1 in between, and, with the same happening in the
+ *    other shards at staggered times, would answer -1 although at every
+ *    instant some count was above zero. With the tally moved, its second read
+ *    differs and it looks again. (A test drives that interleaving on two
+ *    threads.) Invariant 3 holds throughout: the unit goes back without a bit
+ *    having been cleared for it.
+ * 7. `acquireOn` answers -1 only when, at some instant during the call, no
+ *    claim could have got a core of the machine: either the shard's count was
+ *    zero (read atomically; every set bit in the shard was then promised to a
+ *    claimer holding a unit, or belonged to a release not yet counted), or
+ *    no bit of the machine was set except bits of releases not yet counted.
+ *    The scan reads each of the machine's words atomically. For a machine
+ *    within one word, that read is the instant. For several words, the scan
+ *    stands only if the tally did not move between the reservation and the
+ *    end of the scan: then no release counted a core in between, so a bit of
+ *    the machine that was set and counted when the last word was read was
+ *    already set and counted when its own word was read, and would have been
+ *    found. Otherwise the call scans again, keeping its unit; it scans again
+ *    only because a release succeeded, so progress stays lock-free. (The ABA
+ *    of invariant 5 applies: 2^(32 − countBits) releases during one scan
+ *    could make a -1 that should have been a rescan.)
+ * 8. `withdraw(machine)` is acquireOn repeated until it answers -1: it claims,
+ *    one at a time, every core of the machine that a claim could get, and
+ *    returns them. It is not atomic, and the pool does not know that a
+ *    machine is gone: cores that other threads hold are not touched, and a
+ *    holder that releases one later makes it idle and claimable again, like
+ *    any release. Nor does it take an idle core of the machine while the
+ *    shard's count is zero: that core is promised to a claimer holding a
+ *    unit, which may take it (a core of the machine handed out after all) or
+ *    another one (then this core stays idle, for any later claim to take).
+ *    The caller decides what happens to such cores: drop them and their
+ *    releases, or withdraw again later (`idleOnMachine` tells whether any is
+ *    left). `addCores` is for cores that are neither idle nor held: it
+ *    throws if one is idle, but cannot tell whether one is held.
  *
  * Progress: lock-free. Every loop retries only because another thread's
  * operation changed the word it read (succeeded in the meantime); no thread
@@ -81,13 +143,15 @@
  * aligned Int32): the first guess of a word that a compareExchange then
  * confirms, the hint, and the summary. A stale guess fails the
  * compareExchange or costs a detour, never a wrong answer; what decides -1
- * (invariant 5) and what guarantees progress (the claimer's second pass) read
- * atomically. This matters because Node 20's V8 does not inline Atomics: each
- * call costs about 8 ns here, a plain read about 1.
+ * (invariants 5 and 7) and what guarantees progress (the claimer's second
+ * pass) read atomically. This matters because Node 20's V8 does not inline
+ * Atomics: each call costs about 8 ns here, a plain read about 1.
  *
- * Release is trusted: it must be called once per acquired core, by its holder.
- * Releasing an idle core throws; releasing a core that another thread has
- * claimed again since cannot be told from a legitimate release.
+ * Release is trusted: it must be called once per acquired core, by its holder
+ * (a core from acquireOn or withdraw as any other). Releasing an idle core
+ * throws; releasing a core that another thread has claimed again since cannot
+ * be told from a legitimate release. `addCores` is trusted the same way
+ * (invariant 8).
  *
  * No I/O, clocks or logging: a policy-level structure like `CorePool`.
  */
@@ -153,6 +217,20 @@ function layoutOf(shards: number, machines: number, coresPerMachine: number): La
 /** Index of the lowest set bit of a nonzero int. */
 const lowestBit = (v: number): number => 31 - Math.clz32(v & -v);
 
+/** Set bits of an int. */
+function popcount(v: number): number {
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
+
+/** The bits of word `w` that lie in bit range first … end − 1 (first < end). */
+function rangeMask(w: number, first: number, end: number): number {
+  const lo = w === first >>> 5 ? first & 31 : 0;
+  const hi = w === (end - 1) >>> 5 ? (end - 1) & 31 : 31;
+  return (-1 >>> (31 - hi)) & (-1 << lo);
+}
+
 export class SharedCorePool {
   readonly shards: number;
   readonly machines: number;
@@ -166,6 +244,7 @@ export class SharedCorePool {
   private readonly words: number;
   private readonly summaryWords: number;
   private readonly countMask: number;
+  private readonly countBits: number;
   /** What one release adds to a state word: one to the count, one to the tally. */
   private readonly releaseIncrement: number;
   /** This view's scratch for reading every shard's state word (views are per thread). */
@@ -183,6 +262,7 @@ export class SharedCorePool {
     this.words = l.words;
     this.summaryWords = l.summaryWords;
     this.countMask = (1 << l.countBits) - 1;
+    this.countBits = l.countBits;
     this.releaseIncrement = 1 + (1 << l.countBits);
     this.seen = new Int32Array(l.shards);
   }
@@ -194,15 +274,26 @@ export class SharedCorePool {
 
   /** A new pool with every core idle in its home shard's list. */
   static create(shards: number, machines: number, coresPerMachine: number): SharedCorePool {
-    const l = layoutOf(shards, machines, coresPerMachine);
+    return SharedCorePool.build(layoutOf(shards, machines, coresPerMachine), true);
+  }
+
+  /**
+   * A new pool of the same layout with no core idle (every bit clear, every
+   * count zero): machines join later through `addCores`.
+   */
+  static createEmpty(shards: number, machines: number, coresPerMachine: number): SharedCorePool {
+    return SharedCorePool.build(layoutOf(shards, machines, coresPerMachine), false);
+  }
+
+  private static build(l: Layout, idle: boolean): SharedCorePool {
     const pool = new SharedCorePool(new SharedArrayBuffer(l.totalInts * 4), l);
     const a = pool.a;
     a[H_MAGIC] = MAGIC;
     a[H_VERSION] = LAYOUT_VERSION;
-    a[H_SHARDS] = shards;
-    a[H_MACHINES] = machines;
-    a[H_CORES_PER_MACHINE] = coresPerMachine;
-    for (let s = 0; s < shards; s++) {
+    a[H_SHARDS] = l.shards;
+    a[H_MACHINES] = l.machines;
+    a[H_CORES_PER_MACHINE] = l.coresPerMachine;
+    for (let s = 0; s < l.shards && idle; s++) {
       const local = pool.localCores(s);
       const head = pool.head(s);
       for (let i = 0; i < local; i++) {
@@ -273,8 +364,102 @@ export class SharedCorePool {
     const cpm = this.coresPerMachine;
     const machine = Math.floor(core / cpm);
     const s = machine % this.shards;
-    const local = ((machine - s) / this.shards) * cpm + (core - machine * cpm);
+    this.releaseLocal(this.head(s), ((machine - s) / this.shards) * cpm + (core - machine * cpm), core);
+  }
+
+  /**
+   * Make the machine's cores `machine × coresPerMachine + 0 … count − 1` idle
+   * in its home shard's list, each by the steps of `release`. For a machine
+   * that joins (or joins again): none of these cores may be idle — a RangeError
+   * before any is added — and none may be held, which the pool cannot check
+   * (invariant 8). `count` is from 0 to coresPerMachine.
+   */
+  addCores(machine: number, count: number): void {
+    this.checkMachine(machine);
+    const cpm = this.coresPerMachine;
+    if (!Number.isInteger(count) || count < 0 || count > cpm) throw new RangeError(`shared core pool: machine ${machine} cannot have ${count} cores: the count must be an integer from 0 to coresPerMachine (${cpm})`);
+    const s = machine % this.shards;
+    const first = ((machine - s) / this.shards) * cpm;
     const head = this.head(s);
+    const idle = this.idleInRange(head, first, first + count);
+    if (idle !== -1) throw new RangeError(`shared core pool: cannot add core ${machine * cpm + idle - first} of machine ${machine}: it is idle already`);
+    for (let i = 0; i < count; i++) this.releaseLocal(head, first + i, machine * cpm + i);
+  }
+
+  /**
+   * Claim an idle core of `machine` (a core id, as `acquire` returns), or -1
+   * when, at some instant during the call, no claim could have got one of
+   * its cores (invariant 7). Reserves in the machine's home shard like
+   * `acquire`; takes nothing from other machines and counts no steal.
+   */
+  acquireOn(machine: number): number {
+    this.checkMachine(machine);
+    const a = this.a;
+    const cpm = this.coresPerMachine;
+    const s = machine % this.shards;
+    const head = this.head(s);
+    const first = ((machine - s) / this.shards) * cpm;
+    const end = first + cpm;
+    const state = head + S_STATE;
+    // Reserve a unit (invariant 3). The plain read is a first guess that the compareExchange confirms;
+    // a zero count, which answers -1, is read again atomically (invariant 7).
+    let v = a[state] as number;
+    if ((v & this.countMask) === 0) v = Atomics.load(a, state);
+    for (;;) {
+      if ((v & this.countMask) === 0) return -1;
+      const now = Atomics.compareExchange(a, state, v, v - 1);
+      if (now === v) break;
+      v = now;
+    }
+    // `v - 1` is the state word right after the reservation: the tally a scan over several words is checked against.
+    let tally = (v - 1) >>> this.countBits;
+    const oneWord = first >>> 5 === (end - 1) >>> 5;
+    for (;;) {
+      const local = this.takeInRange(head, first, end);
+      if (local !== -1) return machine * cpm + (local - first);
+      if (oneWord) break;
+      // Several words: the scan stands only if no release counted a core during it (invariant 7); else scan again.
+      const now = Atomics.load(a, state) >>> this.countBits;
+      if (now === tally) break;
+      tally = now;
+    }
+    // Give the unit back as a release counts a core: count + 1 and tally + 1 in one step (invariants 5 and 6).
+    Atomics.add(a, state, this.releaseIncrement);
+    return -1;
+  }
+
+  /**
+   * Claim every idle core of `machine` that a claim can get, for a machine
+   * that leaves: acquireOn until it answers -1. Returns the cores claimed.
+   * Cores other threads hold are not touched; the pool does not know the
+   * machine is gone, so their later releases make them idle again unless the
+   * caller does otherwise (invariant 8).
+   */
+  withdraw(machine: number): number[] {
+    const out: number[] = [];
+    for (let c = this.acquireOn(machine); c !== -1; c = this.acquireOn(machine)) out.push(c);
+    return out;
+  }
+
+  /**
+   * The machine's cores whose bits are set, from plain reads: a hint, exact
+   * only when no thread is mid-operation (it counts a release that has not
+   * yet counted its core, and a core a reserved claimer is about to take).
+   */
+  idleOnMachine(machine: number): number {
+    this.checkMachine(machine);
+    const cpm = this.coresPerMachine;
+    const s = machine % this.shards;
+    const first = ((machine - s) / this.shards) * cpm;
+    const end = first + cpm;
+    const words = this.head(s) + this.wordsOffset;
+    let n = 0;
+    for (let w = first >>> 5; w <= (end - 1) >>> 5; w++) n += popcount((this.a[words + w] as number) & rangeMask(w, first, end));
+    return n;
+  }
+
+  /** Set bit `local` of the shard at `head` and count it: the steps of a release (invariants 2, 3 and 5). */
+  private releaseLocal(head: number, local: number, core: number): void {
     const w = local >>> 5;
     const bit = 1 << (local & 31);
     const before = Atomics.or(this.a, head + this.wordsOffset + w, bit);
@@ -327,6 +512,38 @@ export class SharedCorePool {
       if (count !== bits) problems.push(`shard ${s}: count ${count} but ${bits} cores idle in its bitmap`);
     }
     return problems;
+  }
+
+  /**
+   * Clear the lowest set bit among bits first … end − 1 of the bitmap at
+   * `head`, reading each word atomically; its index, or -1 if each word, when
+   * read, had none of those bits set. A word emptied here keeps its summary
+   * mark (invariant 4).
+   */
+  private takeInRange(head: number, first: number, end: number): number {
+    const a = this.a;
+    const words = head + this.wordsOffset;
+    for (let w = first >>> 5; w <= (end - 1) >>> 5; w++) {
+      const mask = rangeMask(w, first, end);
+      let v = Atomics.load(a, words + w);
+      while ((v & mask) !== 0) {
+        const low = v & mask & -(v & mask);
+        const now = Atomics.compareExchange(a, words + w, v, v ^ low);
+        if (now === v) return (w << 5) | lowestBit(low);
+        v = now;
+      }
+    }
+    return -1;
+  }
+
+  /** The lowest index among bits first … end − 1 of the bitmap at `head` whose bit is set (atomic reads), or -1. */
+  private idleInRange(head: number, first: number, end: number): number {
+    const words = head + this.wordsOffset;
+    for (let w = first >>> 5; first < end && w <= (end - 1) >>> 5; w++) {
+      const v = Atomics.load(this.a, words + w) & rangeMask(w, first, end);
+      if (v !== 0) return (w << 5) | lowestBit(v);
+    }
+    return -1;
   }
 
   /** Cores whose home is `shard`. */
@@ -466,6 +683,10 @@ export class SharedCorePool {
 
   private checkShard(shard: number): void {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.shards) throw new RangeError(`shard ${shard} is not in 0..${this.shards - 1}`);
+  }
+
+  private checkMachine(machine: number): void {
+    if (!Number.isInteger(machine) || machine < 0 || machine >= this.machines) throw new RangeError(`machine ${machine} is not in 0..${this.machines - 1}`);
   }
 
   private checkCore(core: number): void {

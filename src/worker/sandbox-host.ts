@@ -44,11 +44,13 @@ export interface SandboxHostOptions {
   clock?: () => number;
 }
 
+/** `functionKey`: the function of the sandbox concerned (the worker routes its frames by it). */
 export interface HostEvents {
-  result(frame: ResultFrame): void;
-  gone(sandboxId: string, reason: string): void;
+  /** `functionKey` is undefined only for a call to a sandbox this worker does not have. */
+  result(frame: ResultFrame, functionKey: string | undefined): void;
+  gone(sandboxId: string, reason: string, functionKey: string): void;
   /** Send a chain call made from the call `parentCallId` to the control plane; never rejects. */
-  call(parentCallId: string, req: ChainRequest): Promise<ChainResponse>;
+  call(parentCallId: string, req: ChainRequest, functionKey: string): Promise<ChainResponse>;
 }
 
 const DEFAULT_MAX_CHAIN_CALLS = 100;
@@ -162,7 +164,7 @@ export class SandboxHost {
           const why = oom ? `killed for memory (${reason})` : reason;
           this.o.log.warn({ sandboxId: f.sandboxId, fn: f.spec.functionKey, reason: why }, 'sandbox died');
           // after its calls' own results (they say why each call failed), which are already on their way
-          setImmediate(() => this.events.gone(f.sandboxId, why));
+          setImmediate(() => this.events.gone(f.sandboxId, why, f.spec.functionKey));
         });
         onReady(sandbox, this.clock() - started);
       },
@@ -201,7 +203,7 @@ export class SandboxHost {
   invoke(f: InvokeFrame, maxResponseBytes: number): void {
     const held = this.sandboxes.get(f.sandboxId);
     if (held === undefined) {
-      this.reply(f, errorResponse(502, 'sandbox_failed', `sandbox ${f.sandboxId} does not exist on this worker`), undefined);
+      this.reply(f, errorResponse(502, 'sandbox_failed', `sandbox ${f.sandboxId} does not exist on this worker`), undefined, undefined);
       return;
     }
     held.inflight++;
@@ -241,7 +243,7 @@ export class SandboxHost {
         r = errorResponse(502, 'response_too_large', `the function's response of ${r.body.byteLength} bytes exceeds the limit of ${maxResponseBytes} bytes`, r.execMs);
       }
       // answer first, then hand the core on (thawing and re-pinning another sandbox is not this call's latency)
-      this.reply(f, r, { cpuUs: metered.cpuUs ?? r.cpuUs ?? 0, mbMs: metered.mbMs, preemptMs, waitMs: Math.max(0, (call.sentAt >= 0 ? call.sentAt : this.clock()) - call.arrivedAt) });
+      this.reply(f, r, held.sandbox.spec.functionKey, { cpuUs: metered.cpuUs ?? r.cpuUs ?? 0, mbMs: metered.mbMs, preemptMs, waitMs: Math.max(0, (call.sentAt >= 0 ? call.sentAt : this.clock()) - call.arrivedAt) });
       this.machine?.done(sandbox, call);
       if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
@@ -263,7 +265,7 @@ export class SandboxHost {
     }
     held.chains++;
     this.machine?.block(held.sandbox, call);
-    const answered = this.events.call(callId, req).catch((e: unknown) => chainError('internal', `the chain call failed on the worker: ${asBatonError(e).message}`));
+    const answered = this.events.call(callId, req, held.sandbox.spec.functionKey).catch((e: unknown) => chainError('internal', `the chain call failed on the worker: ${asBatonError(e).message}`));
     return answered.then((r) => {
       held.chains--;
       const machine = this.machine;
@@ -284,7 +286,7 @@ export class SandboxHost {
     return true;
   }
 
-  private reply(f: InvokeFrame, r: SandboxResponse, m: { cpuUs: number; mbMs: number; preemptMs: number; waitMs: number } | undefined): void {
+  private reply(f: InvokeFrame, r: SandboxResponse, functionKey: string | undefined, m: { cpuUs: number; mbMs: number; preemptMs: number; waitMs: number } | undefined): void {
     const frame: ResultFrame = { t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs };
     if (r.error !== undefined) frame.error = r.error;
     if (m !== undefined) {
@@ -293,7 +295,7 @@ export class SandboxHost {
       frame.preemptMs = m.preemptMs;
       frame.waitMs = m.waitMs;
     }
-    this.events.result(frame);
+    this.events.result(frame, functionKey);
   }
 
   // --------------------------------------------------------------- memory
@@ -354,7 +356,7 @@ export class SandboxHost {
     this.machine?.forget(held.sandbox);
     // its calls (if any) fail naming memory; the control plane forgets the sandbox
     for (const finish of [...held.calls.values()]) finish(errorResponse(503, 'memory_pressure', `evicted under memory pressure to run a higher class: this worker offers ${this.o.memoryMb} MB to its sandboxes`));
-    this.events.gone(id, how === 'idle' ? 'evicted while idle under memory pressure' : 'killed under memory pressure');
+    this.events.gone(id, how === 'idle' ? 'evicted while idle under memory pressure' : 'killed under memory pressure', held.sandbox.spec.functionKey);
     this.releasing.set(id, held.meter.memoryMb);
     void held.sandbox.stop().finally(() => this.releasing.delete(id));
   }

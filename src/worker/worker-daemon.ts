@@ -4,11 +4,13 @@ import WebSocket from 'ws';
 import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { decodeControlFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/codec.js';
-import { chainCallFrame, CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ChainCallFrame, type ControlFrame, type CreateFrame, type WorkerFrame } from '../protocol/messages.js';
+import { chainCallFrame, CloseCode, PROTOCOL_VERSION, WORKER_PATH, type ChainCallFrame, type ControlFrame, type CreateFrame, type InvokeFrame, type SandboxReport, type WelcomeFrame, type WorkerFrame } from '../protocol/messages.js';
+import { ownerCore } from '../protocol/shard.js';
 import { EmulatedRuntime } from '../sandbox/emulated/emulated-runtime.js';
-import { chainError, type ChainRequest, type ChainResponse, type SandboxRuntime } from '../sandbox/runtime.js';
+import { chainError, errorResponse, type ChainRequest, type ChainResponse, type SandboxRuntime } from '../sandbox/runtime.js';
 import { createProcessRuntimes, type IsolationOptions } from '../sandbox/process/process-runtimes.js';
 import { BundleCache } from './bundle-cache.js';
+import { DataLinks, linksProblem, type DataFrame, type LinkFrame, type LinkLoss } from './data-links.js';
 import { LogStore } from './log-store.js';
 import { loadNodeId } from './node-identity.js';
 import { SandboxHost } from './sandbox-host.js';
@@ -38,6 +40,9 @@ export interface WorkerOptions {
 }
 
 export type WorkerState = 'starting' | 'connecting' | 'running' | 'draining' | 'stopping' | 'stopped';
+
+/** Frames the worker sends on the control link (frames about sandboxes and calls go on the data links). */
+type ControlLinkFrame = Extract<WorkerFrame, { t: 'heartbeat' | 'draining' | 'getBundle' | 'logs' }>;
 
 /** Response size limit before the control plane says otherwise in its welcome. */
 const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
@@ -71,6 +76,12 @@ function compile(o: WorkerOptions): Required<Pick<WorkerOptions, 'cores' | 'memo
  * The worker daemon: joins the control plane, creates and deletes sandboxes on
  * request, runs invocations on them, and keeps its sandboxes across control
  * plane restarts (reporting them on every reconnect).
+ *
+ * Joining: the control link (hello, welcome; then heartbeats, draining,
+ * bundles, logs) and, after the welcome, one data link per scheduler core
+ * (DataLinks) carrying everything about sandboxes and calls. The worker has
+ * joined when every data link has its linkWelcome; losing any link loses
+ * them all, and it joins again.
  */
 export class WorkerDaemon {
   state: WorkerState = 'starting';
@@ -83,12 +94,14 @@ export class WorkerDaemon {
   private readonly bundles: BundleCache;
   /** The sandboxes' output lines, for the control plane's getLogs. */
   private readonly logs = new LogStore();
+  /** The control link. */
   private ws: WebSocket | undefined;
-  /** A hello went out on the current connection and no welcome came back yet. */
-  private helloPending = false;
-  /** Results finished between our hello (which counted them as running) and the welcome: sent after it. */
-  private heldResults: WorkerFrame[] = [];
+  /** The control link's welcome came: control frames may go out. */
   private welcomed = false;
+  /** The data links of the current welcome's session. */
+  private links: DataLinks | undefined;
+  /** Sandboxes the welcome itself dropped, for the log line of the join. */
+  private welcomeDropped = 0;
   private maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
   private maxCallBodyBytes = DEFAULT_MAX_CALL_BODY_BYTES;
   /** Chain calls sent to the control plane and not answered yet, by reqId (never reused while the daemon lives). */
@@ -146,9 +159,13 @@ export class WorkerDaemon {
         ...(extra.totalOomKills === undefined ? {} : { totalOomKills: extra.totalOomKills }),
       },
       {
-        result: (frame) => this.send(frame),
-        gone: (sandboxId, reason) => this.send({ t: 'sandboxGone', sandboxId, reason }),
-        call: (parentCallId, req) => this.chainCall(parentCallId, req),
+        result: (frame, functionKey) => {
+          // never undefined here: the daemon answers calls to sandboxes it does not have itself (handleData)
+          if (functionKey !== undefined) this.sendAbout(functionKey, frame);
+          else this.log.warn({ callId: frame.callId, sandboxId: frame.sandboxId }, 'result of a call to an unknown sandbox: dropped');
+        },
+        gone: (sandboxId, reason, functionKey) => this.sendAbout(functionKey, { t: 'sandboxGone', sandboxId, reason }),
+        call: (parentCallId, req, functionKey) => this.chainCall(parentCallId, req, functionKey),
       },
     );
   }
@@ -170,43 +187,27 @@ export class WorkerDaemon {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     if (this.state !== 'draining') this.state = 'connecting';
     this.welcomed = false;
-    this.helloPending = false;
-    this.heldResults = [];
     const ws = new WebSocket(this.cfg.url, { headers: { authorization: `Bearer ${this.opts.joinToken}` }, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     ws.on('open', () => {
-      const hello: WorkerFrame = {
-        t: 'hello',
-        protocol: PROTOCOL_VERSION,
-        nodeId: this.nodeId,
-        name: this.cfg.name,
-        cores: this.cfg.cores,
-        memoryMb: this.cfg.memoryMb,
-        runtime: this.opts.runtime,
-        sandboxes: [...this.host.sandboxes.values()].map((h) => ({
-          sandboxId: h.sandbox.id,
-          functionKey: h.sandbox.spec.functionKey,
-          version: h.sandbox.spec.version,
-          incarnation: h.sandbox.spec.incarnation,
-          inflight: h.inflight,
-          ...(h.sandbox.pid === undefined ? {} : { pid: h.sandbox.pid }),
-        })),
-      };
-      this.helloPending = true;
+      if (this.ws !== ws) return;
+      // the full report, though the control plane only logs it: the data links' linkHellos carry what it adopts
+      const hello: WorkerFrame = { t: 'hello', protocol: PROTOCOL_VERSION, nodeId: this.nodeId, name: this.cfg.name, cores: this.cfg.cores, memoryMb: this.cfg.memoryMb, runtime: this.opts.runtime, sandboxes: this.report(() => true) };
       ws.send(encodeFrame(hello));
     });
     ws.on('message', (data: Buffer) => {
+      if (this.ws !== ws) return;
       let frame: ControlFrame;
       try {
         frame = decodeControlFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       } catch (e) {
         this.log.error({ err: e }, 'invalid frame from the control plane; reconnecting');
-        ws.close(CloseCode.badFrame, 'invalid frame');
+        this.protocolError('invalid frame');
         return;
       }
       try {
-        this.handle(frame);
+        this.handleControl(frame);
       } catch (e) {
         this.log.error({ err: e, t: frame.t }, 'error handling a frame from the control plane');
       }
@@ -215,27 +216,58 @@ export class WorkerDaemon {
       const fatal = res.statusCode === 401;
       this.log.error({ status: res.statusCode }, fatal ? 'control plane rejected the join token' : 'control plane refused the connection');
       ws.terminate();
-      if (fatal) this.fatal('join token rejected by the control plane');
+      if (this.ws === ws) this.connectionLost({ where: 'control link', code: fatal ? CloseCode.unauthorized : 1006, reason: `upgrade refused with HTTP ${res.statusCode}`, fatal });
     });
     ws.on('error', (e) => this.log.debug({ err: e }, 'connection error'));
     ws.on('close', (code, reason) => {
-      if (this.ws !== ws) return;
-      this.ws = undefined;
-      this.welcomed = false;
-      this.helloPending = false;
-      this.heldResults = [];
-      if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
-      this.bundles.failAll('connection to the control plane lost while fetching the bundle');
-      this.failChainCalls('the connection to the control plane was lost before the answer came; the callee may or may not have run');
-      if (this.state === 'stopping' || this.state === 'stopped') return;
-      if (code === CloseCode.wrongVersion || code === CloseCode.unauthorized) {
-        this.log.error({ code, reason: reason.toString() }, 'control plane refused this worker');
-        this.fatal(reason.toString());
-        return;
-      }
-      this.log.warn({ code, reason: reason.toString() }, 'disconnected from the control plane; reconnecting');
-      this.scheduleReconnect(code === CloseCode.replaced);
+      if (this.ws === ws) this.connectionLost({ where: 'control link', code, reason: reason.toString() });
     });
+  }
+
+  /** The worker's sandboxes (those `which` picks), as hello and linkHello report them. */
+  private report(which: (functionKey: string) => boolean): SandboxReport[] {
+    const out: SandboxReport[] = [];
+    for (const h of this.host.sandboxes.values()) {
+      const spec = h.sandbox.spec;
+      if (!which(spec.functionKey)) continue;
+      out.push({ sandboxId: h.sandbox.id, functionKey: spec.functionKey, version: spec.version, incarnation: spec.incarnation, inflight: h.inflight, ...(h.sandbox.pid === undefined ? {} : { pid: h.sandbox.pid }) });
+    }
+    return out;
+  }
+
+  /** A frame the control plane must not send (on that link, or at all now): close everything and join again. */
+  private protocolError(what: string): void {
+    this.log.error({ what }, 'protocol error on the control link; reconnecting');
+    this.ws?.close(CloseCode.badFrame, what.slice(0, 120));
+    this.connectionLost({ where: 'control link', code: CloseCode.badFrame, reason: what });
+  }
+
+  /**
+   * The control link or a data link is gone: close all of them, fail what
+   * waited for an answer, and join again (or give up, if refused).
+   */
+  private connectionLost(loss: LinkLoss): void {
+    const ws = this.ws;
+    const links = this.links;
+    this.ws = undefined;
+    this.links = undefined;
+    this.welcomed = false;
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    links?.close(CloseCode.normal, `${loss.where} lost`);
+    if (ws !== undefined) {
+      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      else if (ws.readyState === WebSocket.OPEN) ws.close(CloseCode.normal, `${loss.where} lost`);
+    }
+    this.bundles.failAll('connection to the control plane lost while fetching the bundle');
+    this.failChainCalls('the connection to the control plane was lost before the answer came; the callee may or may not have run');
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    if (loss.fatal === true || loss.code === CloseCode.wrongVersion || loss.code === CloseCode.unauthorized) {
+      this.log.error({ where: loss.where, code: loss.code, reason: loss.reason }, 'control plane refused this worker');
+      this.fatal(loss.fatal === true ? 'join token rejected by the control plane' : loss.reason);
+      return;
+    }
+    this.log.warn({ where: loss.where, code: loss.code, reason: loss.reason }, 'disconnected from the control plane; reconnecting');
+    this.scheduleReconnect(loss.code === CloseCode.replaced);
   }
 
   private fatal(reason: string): void {
@@ -261,41 +293,100 @@ export class WorkerDaemon {
     }, delay);
   }
 
-  private send(frame: WorkerFrame): boolean {
+  /** A frame on the control link, once welcomed; otherwise dropped (false). */
+  private send(frame: ControlLinkFrame): boolean {
     const ws = this.ws;
     if (ws === undefined || ws.readyState !== WebSocket.OPEN || !this.welcomed) {
-      if (frame.t === 'result' && this.helloPending) {
-        this.heldResults.push(frame);
-        return true;
-      }
-      if (frame.t !== 'hello') this.log.debug({ t: frame.t }, 'not connected: frame dropped');
+      this.log.debug({ t: frame.t }, 'not connected: frame dropped');
       return false;
     }
     ws.send(encodeFrame(frame));
     return true;
   }
 
-  private handle(f: ControlFrame): void {
+  /**
+   * A frame about a sandbox of `functionKey`: on the data link of the core
+   * that owns the function, held there if that link awaits its linkWelcome.
+   * False: dropped (no links; the next join's reports cover it).
+   */
+  private sendAbout(functionKey: string, frame: LinkFrame): boolean {
+    if (this.links?.send(functionKey, frame) === true) return true;
+    this.log.debug({ t: frame.t }, 'not joined: frame dropped');
+    return false;
+  }
+
+  /** Frames on the control link: its welcome, bundles, log queries. */
+  private handleControl(f: ControlFrame): void {
     switch (f.t) {
-      case 'welcome': {
-        this.welcomed = true;
-        this.helloPending = false;
-        this.attempt = 0;
-        this.maxResponseBytes = f.maxResponseBytes;
-        // never past what one frame can carry, whatever the control plane allows its clients
-        this.maxCallBodyBytes = Math.min(f.maxCallBodyBytes ?? DEFAULT_MAX_CALL_BODY_BYTES, MAX_FRAME_BYTES - 1024 * 1024);
-        this.host.setClasses(f.classes);
-        if (this.state === 'connecting') this.state = 'running';
-        for (const id of f.drop) void this.host.delete(id);
-        const held = this.heldResults.splice(0);
-        for (const r of held) this.send(r);
-        if (this.state === 'draining') this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
-        if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
-        this.heartbeat = setInterval(() => this.sendHeartbeat(), f.heartbeatMs);
-        this.heartbeat.unref();
-        this.log.info({ adopted: this.host.sandboxes.size - f.drop.length, dropped: f.drop.length }, 'joined the control plane');
+      case 'welcome':
+        this.welcome(f);
+        return;
+      case 'bundle':
+        this.bundles.deliver(f.hash, f.data, f.error?.message);
+        return;
+      case 'getLogs': {
+        const r = this.logs.query(f);
+        this.send({ t: 'logs', reqId: f.reqId, lines: r.lines, ...(r.truncated ? { truncated: true } : {}) });
         return;
       }
+      default:
+        this.protocolError(`"${f.t}" is a data-link frame`);
+    }
+  }
+
+  private welcome(f: WelcomeFrame): void {
+    if (this.welcomed) {
+      this.protocolError('a second welcome');
+      return;
+    }
+    const problem = linksProblem(f.links);
+    if (problem !== undefined) {
+      this.protocolError(`welcome links: ${problem}`);
+      return;
+    }
+    this.welcomed = true;
+    this.maxResponseBytes = f.maxResponseBytes;
+    // never past what one frame can carry, whatever the control plane allows its clients
+    this.maxCallBodyBytes = Math.min(f.maxCallBodyBytes ?? DEFAULT_MAX_CALL_BODY_BYTES, MAX_FRAME_BYTES - 1024 * 1024);
+    this.host.setClasses(f.classes);
+    for (const id of f.drop) void this.host.delete(id);
+    this.welcomeDropped = f.drop.length;
+    if (this.state === 'draining') this.send({ t: 'draining', timeoutMs: this.cfg.drainTimeoutMs });
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => this.sendHeartbeat(), f.heartbeatMs);
+    this.heartbeat.unref();
+    const links: DataLinks = new DataLinks(
+      {
+        controlUrl: this.cfg.url,
+        joinToken: this.opts.joinToken,
+        nodeId: this.nodeId,
+        welcome: f,
+        log: this.log,
+        report: (core, cores) => this.report((functionKey) => ownerCore(functionKey, cores) === core),
+      },
+      {
+        frame: (frame, core) => this.handleData(frame, core),
+        drop: (ids) => {
+          for (const id of ids) void this.host.delete(id);
+        },
+        joined: (adopted, dropped) => {
+          this.attempt = 0;
+          if (this.state === 'connecting') this.state = 'running';
+          this.log.info({ adopted, dropped: dropped + this.welcomeDropped, links: links.size }, 'joined the control plane');
+        },
+        lost: (loss) => {
+          if (this.links === links) this.connectionLost(loss);
+        },
+      },
+    );
+    this.links = links;
+    this.log.debug({ session: f.session, links: f.links.length }, 'welcomed: opening the data links');
+    links.open();
+  }
+
+  /** Frames from a scheduler core on its data link. */
+  private handleData(f: DataFrame, core: number): void {
+    switch (f.t) {
       case 'create':
         this.createSandbox(f);
         return;
@@ -303,10 +394,8 @@ export class WorkerDaemon {
         void this.host.delete(f.sandboxId);
         return;
       case 'invoke':
-        this.host.invoke(f, this.maxResponseBytes);
-        return;
-      case 'bundle':
-        this.bundles.deliver(f.hash, f.data, f.error?.message);
+        if (this.host.sandboxes.has(f.sandboxId)) this.host.invoke(f, this.maxResponseBytes);
+        else this.noSuchSandbox(f, core);
         return;
       case 'callResult': {
         const answer = this.chainCalls.get(f.reqId);
@@ -318,12 +407,13 @@ export class WorkerDaemon {
         answer(r);
         return;
       }
-      case 'getLogs': {
-        const r = this.logs.query(f);
-        this.send({ t: 'logs', reqId: f.reqId, lines: r.lines, ...(r.truncated ? { truncated: true } : {}) });
-        return;
-      }
     }
+  }
+
+  /** A call to a sandbox this worker does not have: no function to route by, so answered on the link it came on. */
+  private noSuchSandbox(f: InvokeFrame, core: number): void {
+    const r = errorResponse(502, 'sandbox_failed', `sandbox ${f.sandboxId} does not exist on this worker`);
+    this.links?.sendOn(core, { t: 'result', callId: f.callId, sandboxId: f.sandboxId, status: r.status, headers: r.headers, body: r.body, execMs: r.execMs, ...(r.error === undefined ? {} : { error: r.error }) });
   }
 
   /**
@@ -332,7 +422,7 @@ export class WorkerDaemon {
    * a frame the control plane would refuse closes the whole link, failing
    * every call on this worker, and must never leave.
    */
-  private chainCall(parentCallId: string, req: ChainRequest): Promise<ChainResponse> {
+  private chainCall(parentCallId: string, req: ChainRequest, functionKey: string): Promise<ChainResponse> {
     if (req.body.byteLength > this.maxCallBodyBytes) {
       return Promise.resolve(chainError('payload_too_large', `ctx.invoke("${req.function}"): a body of ${req.body.byteLength} bytes exceeds the limit of ${this.maxCallBodyBytes} bytes`));
     }
@@ -343,7 +433,8 @@ export class WorkerDaemon {
       const issue = checked.error.issues[0];
       return Promise.resolve(chainError('bad_request', `ctx.invoke("${req.function}"): ${issue?.path.join('.') ?? 'call'}: ${issue?.message ?? 'invalid'}`));
     }
-    if (!this.send(frame)) return Promise.resolve(chainError('chain_broken', 'this worker is not connected to the control plane'));
+    // on the link of the sandbox running the parent call
+    if (!this.sendAbout(functionKey, frame)) return Promise.resolve(chainError('chain_broken', 'this worker is not connected to the control plane'));
     return new Promise((resolve) => this.chainCalls.set(frame.reqId, resolve));
   }
 
@@ -360,7 +451,7 @@ export class WorkerDaemon {
 
   private createSandbox(f: CreateFrame): void {
     if (this.state === 'draining' || this.state === 'stopping' || this.state === 'stopped') {
-      this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message: `worker ${this.cfg.name} is shutting down` } });
+      this.sendAbout(f.spec.functionKey, { t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message: `worker ${this.cfg.name} is shutting down` } });
       return;
     }
     const codeDir = (): Promise<string | undefined> => (this.opts.runtime === 'emulated' || f.spec.bundleHash === '' ? Promise.resolve(undefined) : this.bundles.get(f.spec.bundleHash));
@@ -372,10 +463,10 @@ export class WorkerDaemon {
           void this.host.delete(f.sandboxId);
           return;
         }
-        // If this cannot be sent (disconnected), the sandbox is in the next hello's report.
-        this.send({ t: 'sandboxReady', sandboxId: f.sandboxId, createMs, ...(sandbox.pid === undefined ? {} : { pid: sandbox.pid }) });
+        // If this cannot be sent (disconnected), the sandbox is in the next linkHello's report.
+        this.sendAbout(f.spec.functionKey, { t: 'sandboxReady', sandboxId: f.sandboxId, createMs, ...(sandbox.pid === undefined ? {} : { pid: sandbox.pid }) });
       },
-      (message) => this.send({ t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message } }),
+      (message) => this.sendAbout(f.spec.functionKey, { t: 'sandboxFailed', sandboxId: f.sandboxId, error: { code: 'sandbox_failed', message } }),
     );
   }
 
@@ -414,8 +505,12 @@ export class WorkerDaemon {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     await this.closeRuntimes().catch((e: unknown) => this.log.warn({ err: e }, 'error closing the sandbox runtimes'));
     this.failChainCalls('the worker is stopping');
-    this.ws?.close(CloseCode.normal, 'worker stopping');
+    const ws = this.ws;
+    const links = this.links;
     this.ws = undefined;
+    this.links = undefined;
+    links?.close(CloseCode.normal, 'worker stopping');
+    ws?.close(CloseCode.normal, 'worker stopping');
     this.state = 'stopped';
     this.log.info('worker stopped');
     for (const cb of this.stoppedCbs.splice(0)) cb();
