@@ -1,9 +1,10 @@
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeControlFrame, encodeFrame } from '../src/protocol/codec.js';
-import { PROTOCOL_VERSION, WORKER_PATH, type ControlFrame, type WorkerFrame } from '../src/protocol/messages.js';
+import { encodeFrame } from '../src/protocol/codec.js';
+import type { ControlFrame, WorkerFrame } from '../src/protocol/messages.js';
+import { ownerCore } from '../src/protocol/shard.js';
 import { FIXTURES, api, deploy, sandboxes, startControlPlane, startWorker, stopAll, waitFor, type CpHandle } from './helpers/cluster.js';
+import { HandWorker } from './helpers/hand-worker.js';
 import { LinkProxy } from './helpers/proxy.js';
 
 /**
@@ -248,42 +249,6 @@ describe('call chains when the worker loses its link', () => {
   });
 });
 
-/** A worker that speaks the protocol by hand: it can name any call it likes. */
-class HandWorker {
-  readonly frames: ControlFrame[] = [];
-  closed = false;
-  private readonly ws: WebSocket;
-  private readonly opened: Promise<void>;
-
-  constructor(cp: CpHandle, readonly name: string) {
-    this.ws = new WebSocket(cp.url.replace(/^http/, 'ws') + WORKER_PATH, { headers: { authorization: `Bearer ${cp.joinToken}` } });
-    this.opened = new Promise<void>((resolve, reject) => {
-      this.ws.once('open', resolve);
-      this.ws.once('error', reject);
-    });
-    this.ws.on('message', (data: Buffer) => this.frames.push(decodeControlFrame(new Uint8Array(data))));
-    this.ws.on('close', () => (this.closed = true));
-  }
-
-  async join(): Promise<void> {
-    await this.opened;
-    this.send({ t: 'hello', protocol: PROTOCOL_VERSION, nodeId: `hand-${this.name}`, name: this.name, cores: 1, memoryMb: 1024, runtime: 'emulated', sandboxes: [] });
-    await this.next('welcome');
-  }
-
-  send(frame: WorkerFrame): void {
-    this.ws.send(encodeFrame(frame));
-  }
-
-  next<T extends ControlFrame['t']>(t: T, match: (f: Extract<ControlFrame, { t: T }>) => boolean = () => true, timeoutMs = 15_000): Promise<Extract<ControlFrame, { t: T }>> {
-    return waitFor(() => this.frames.find((f): f is Extract<ControlFrame, { t: T }> => f.t === t && match(f as Extract<ControlFrame, { t: T }>)), timeoutMs, () => `${this.name} got no ${t}: ${JSON.stringify(this.frames.map((f) => f.t))}`);
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-}
-
 describe('call chains on the worker link', () => {
   const dirs: string[] = [];
   const hands: HandWorker[] = [];
@@ -302,24 +267,51 @@ describe('call chains on the worker link', () => {
     await b.join();
     expect((await deploy(cp, 'f', { runtime: 'node', handler: 'index.js', concurrency: 4 }, CHAIN)).status).toBe(201);
     const client = api(cp, 'POST', '/function/f', '{}');
+    client.catch(() => undefined); // if a step below fails, its error is the one reported, not this call's cut socket
     // whichever hand worker is asked for the sandbox runs the call
-    const owner = await waitFor(() => [a, b].find((h) => h.frames.some((f) => f.t === 'create')), 15_000, () => 'no sandbox was placed');
+    const owner = await waitFor(() => [a, b].find((h) => h.frames.some((r) => r.frame.t === 'create')), 15_000, () => 'no sandbox was placed');
     const stranger = owner === a ? b : a;
-    const create = await owner.next('create');
+    // the sandbox and its calls travel on the data link of the core that owns the function
+    const fLink = ownerCore('default/f', owner.cores);
+    const create = await owner.next('create', () => true, 15_000, fLink);
     owner.send({ t: 'sandboxReady', sandboxId: create.sandboxId, createMs: 1 });
-    const inv = await owner.next('invoke');
-    const call = (w: HandWorker, reqId: number, over: Partial<Extract<WorkerFrame, { t: 'call' }>> = {}): void =>
-      w.send({ t: 'call', reqId, parentCallId: inv.callId, function: 'f', method: 'POST', path: '/', headers: {}, body: new Uint8Array(), ...over });
+    const inv = await owner.next('invoke', () => true, 15_000, fLink);
+    const frame = (reqId: number, over: Partial<Extract<WorkerFrame, { t: 'call' }>> = {}): Extract<WorkerFrame, { t: 'call' }> => ({
+      t: 'call',
+      reqId,
+      parentCallId: inv.callId,
+      function: 'f',
+      method: 'POST',
+      path: '/',
+      headers: {},
+      body: new Uint8Array(),
+      ...over,
+    });
+    const call = (w: HandWorker, reqId: number, over: Partial<Extract<WorkerFrame, { t: 'call' }>> = {}): void => w.send(frame(reqId, over));
+    const answerOf = (w: HandWorker, reqId: number): Promise<Extract<ControlFrame, { t: 'callResult' }>> => w.next('callResult', (f) => f.reqId === reqId, 15_000, w.linkOf(frame(reqId)));
 
+    // the stranger never saw the call: its frame goes on its link 0, and whichever core that is refuses it;
+    // so does every other core, the one running the call included
     call(stranger, 1);
-    expect(await stranger.next('callResult', (f) => f.reqId === 1)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
+    expect(await answerOf(stranger, 1)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
+    for (let k = 1; k < stranger.cores; k++) {
+      stranger.sendRaw(k, encodeFrame(frame(10 + k)));
+      expect(await stranger.next('callResult', (f) => f.reqId === 10 + k, 15_000, k)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
+    }
+    expect(owner.linkOf(frame(2))).toBe(fLink);
     call(owner, 2, { function: 'f.other' });
-    expect(await owner.next('callResult', (f) => f.reqId === 2)).toMatchObject({ status: 403, error: { code: 'forbidden' } });
+    expect(await answerOf(owner, 2)).toMatchObject({ status: 403, error: { code: 'forbidden' } });
+    // from the owner, but on the link of a core that does not run the call: refused there
+    for (let k = 0; k < owner.cores; k++) {
+      if (k === fLink) continue;
+      owner.sendRaw(k, encodeFrame(frame(100 + k)));
+      expect(await owner.next('callResult', (f) => f.reqId === 100 + k, 15_000, k)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
+    }
     // accepted from the owner: the child is dispatched, carrying its parent
     call(owner, 3);
-    const child = await owner.next('invoke', (f) => f.parentId === inv.callId);
+    const child = await owner.next('invoke', (f) => f.parentId === inv.callId, 15_000, fLink);
     owner.send({ t: 'result', callId: child.callId, sandboxId: child.sandboxId, status: 200, headers: { 'x-child': '1' }, body: new TextEncoder().encode('from the child'), execMs: 1 });
-    const answer = await owner.next('callResult', (f) => f.reqId === 3);
+    const answer = await answerOf(owner, 3);
     expect(answer).toMatchObject({ status: 200, callId: child.callId, headers: { 'x-child': '1' } });
     expect(new TextDecoder().decode(answer.body)).toBe('from the child');
 
@@ -327,8 +319,9 @@ describe('call chains on the worker link', () => {
     expect((await client).text).toBe('parent done');
     // the call has ended: nobody can make chain calls from it now
     call(owner, 4);
-    expect(await owner.next('callResult', (f) => f.reqId === 4)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
-    // refusals are answers, not protocol errors: both links are still up
-    expect(a.closed || b.closed).toBe(false);
+    expect(await answerOf(owner, 4)).toMatchObject({ status: 502, error: { code: 'chain_broken' } });
+    // refusals are answers, not protocol errors: every link of both is still up
+    expect(a.up() && b.up()).toBe(true);
+    expect([...a.undecodable, ...b.undecodable]).toEqual([]);
   });
 });

@@ -186,11 +186,13 @@ describe('bad input never takes the control plane down', () => {
   it('HEAD answers with headers only, so the next request on the connection still parses', async () => {
     const port = Number(new URL(cp.url).port);
     const auth = `Authorization: Bearer ${cp.apiKey}\r\n`;
-    const out = await rawRequest(
-      port,
-      `HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nHEAD /v1/nodes HTTP/1.1\r\nHost: x\r\n${auth}\r\nHEAD /v1/namespaces/default/functions/x HTTP/1.1\r\nHost: x\r\n${auth}\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`,
-      { expect: 4, timeoutMs: 10_000 },
-    );
+    // one after another on one connection (uWS closes a connection that pipelines behind an answer still
+    // being prepared, and management requests are answered by the main thread: see "a request pipelined …")
+    const out = await rawRequest(port, `HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n`, {
+      expect: 4,
+      timeoutMs: 10_000,
+      then: [`HEAD /v1/nodes HTTP/1.1\r\nHost: x\r\n${auth}\r\n`, `HEAD /v1/namespaces/default/functions/x HTTP/1.1\r\nHost: x\r\n${auth}\r\n`, `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`],
+    });
     expect(out.garbled).toBeUndefined();
     expect(out.responses.map((r) => r.status)).toEqual([200, 200, 404, 200]);
     for (const r of out.responses.slice(0, 3)) expect(header(r, 'content-length')).toEqual(['0']);

@@ -291,9 +291,12 @@ function plan(rng: Rng, i: number, keys: Keys): Planned {
     const n = rng.next() < 0.75 ? 1 : 2 + rng.int(3);
     const generated = Array.from({ length: n }, () => cleanRequest(rng, keys));
     // uWS closes the connection when a pipelined request arrives while an earlier response is
-    // still pending (an invocation waits for its worker), so an invocation only ever goes last.
-    const invocation = generated.find((q) => q.meta.route === 'invoke');
-    const reqs = [...generated.filter((q) => q.meta.route !== 'invoke'), ...(invocation === undefined ? [] : [invocation])];
+    // still pending. Only the probes (GET, HEAD) are answered at once by the scheduler core that
+    // took the connection; an invocation waits for its worker, and every other request is answered by
+    // the main thread (the core forwards it over loopback). So a pipeline holds at most one of those, last.
+    const immediate = (q: (typeof generated)[number]): boolean => q.meta.route === 'probe' && (q.meta.method === 'GET' || q.meta.method === 'HEAD');
+    const deferred = generated.find((q) => !immediate(q));
+    const reqs = [...generated.filter(immediate), ...(deferred === undefined ? [] : [deferred])];
     const bytes = Buffer.concat(reqs.flatMap((q) => [Buffer.from(q.head, 'utf8'), q.body === undefined ? Buffer.alloc(0) : q.chunked ? chunk(q.body, rng) : q.body]));
     const long = reqs.some((q) => Buffer.byteLength(q.head) > 4000);
     const planned: Planned = { i, kind: long ? 'fast' : 'clean', via: 'raw', bytes, meta: reqs.map((q) => q.meta) };

@@ -88,7 +88,7 @@ async function sandboxRound(cfg: MemoryConfig, gc: () => void): Promise<SandboxR
   try {
     await s.deployFunctions(cfg.functions, cfg.sandboxesPerFunction);
     const h0 = await retainedHeap(gc);
-    s.connectWorkers(cfg.workers);
+    await s.connectWorkers(cfg.workers);
     const h1 = await retainedHeap(gc);
     const created = s.createSandboxes(cfg.sandboxesPerFunction);
     const h2 = await retainedHeap(gc);

@@ -172,8 +172,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
   const dbPath = join(o.dataDir, 'baton.db');
   const store = new SqliteStore(dbPath);
-  let cores: CoreHost | undefined;
-  const broadcast: CoreHost['broadcast'] = (m) => cores?.broadcast(m);
+  // the scheduler cores, once started (the parts built before them reach them through this)
+  const running: { cores?: CoreHost } = {};
+  const broadcast: CoreHost['broadcast'] = (m) => running.cores?.broadcast(m);
   const auth = new Authenticator(store, () => broadcast({ t: 'authReset' }));
   store.ensureNamespace('default', clock.wallNow());
 
@@ -209,10 +210,21 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const budgets: BudgetGate = new BudgetGate(usageStore, ledger, classes, clock, undefined, () => pushThrottle());
   const nodes = new NodeRegistry({ clock, log: o.logger.child({ component: 'nodes' }), shared, pool, cores: threads, broadcast, heartbeatTimeoutMs });
   const metrics = new ControlPlaneMetrics(nodes, () => asyncInvoker.backlog, () => priceClasses);
-  const functions = new FunctionService(store, { upsert: (records) => broadcast({ t: 'functions', records }), remove: (key) => broadcast({ t: 'functionRemoved', key }) }, clock, priceClasses, maxBundleBytes);
+  const functions = new FunctionService(
+    store,
+    {
+      upsert: (records) => broadcast({ t: 'functions', records }),
+      remove: (key) => broadcast({ t: 'functionRemoved', key }),
+      // a round trip to every core: each handles its messages in order, so it has the changes sent before
+      settled: async () => void (running.cores === undefined ? undefined : await running.cores.queryAll({ q: 'status' })),
+    },
+    clock,
+    priceClasses,
+    maxBundleBytes,
+  );
   const host_ = (): CoreHost => {
-    if (cores === undefined) throw new BatonError('overloaded', 'the control plane is starting', { retryAfter: 1 });
-    return cores;
+    if (running.cores === undefined) throw new BatonError('overloaded', 'the control plane is starting', { retryAfter: 1 });
+    return running.cores;
   };
   const asyncInvoker: AsyncInvoker = new AsyncInvoker(
     activationStore,
@@ -360,7 +372,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
   };
   let fatal = false;
-  const { port, started } = await listenExclusive({
+  const listening = listenExclusive({
     host,
     port: o.port ?? 8080,
     timeoutMs: o.listenTimeoutMs ?? 90_000,
@@ -402,14 +414,23 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       }),
     stop: (h) => h.stop(),
   });
-  cores = started;
+  const { port, started } = await listening.catch(async (e: unknown) => {
+    // nothing may stay open, or the process would not exit to report the failure
+    uws.us_listen_socket_close(internal);
+    closeApp(app);
+    await functions.close();
+    store.close();
+    throw e;
+  });
+  const cores = started;
+  running.cores = cores;
   const url = `http://${host}:${port}`;
   const credentials: Credentials = { gateway: url, apiKey, joinToken };
   const credentialsPath = writeCredentials(o.dataDir, credentials);
 
   const loaded = functions.loadAll();
   pushThrottle();
-  // every core has the functions before the first call is taken for them (messages to a core arrive in order)
+  // every core has the functions before the first call is taken for them
   await cores.queryAll({ q: 'status' });
   nodes.start((node) => gateway.closeNode(node, 'declared dead: missed heartbeats'));
   ledger.start();
@@ -438,7 +459,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       asyncInvoker.stop();
       clearInterval(purge);
       logs.stop();
-      await cores?.stop();
+      await cores.stop();
       uws.us_listen_socket_close(internal);
       closeApp(app);
       await functions.close();

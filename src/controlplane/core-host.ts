@@ -3,7 +3,7 @@ import { compiledSibling } from '../common/compiled-path.js';
 import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { InvocationResult } from '../dataplane/types.js';
-import { errorOfReply, errorResult, type ReplyError } from '../scheduler/core-calls.js';
+import { errorOfReply, errorResult } from '../scheduler/core-calls.js';
 import type { CoreInit, CoreQuery, CoreToMain, MainToCore, WireRequest } from '../scheduler/core-messages.js';
 import { PendingReplies, PortOutbox, receive } from '../scheduler/port-outbox.js';
 import { ownerCore } from '../protocol/shard.js';
@@ -102,7 +102,7 @@ export class CoreHost {
 
   private handle(core: number, m: CoreToMain): void {
     if (m.t === 'reply') {
-      this.replies.settle(m.rid, m.value, m.error === undefined ? undefined : errorOfReply(m.error as ReplyError));
+      this.replies.settle(m.rid, m.value, m.error === undefined ? undefined : errorOfReply(m.error));
       return;
     }
     if (m.t === 'done') {

@@ -4,6 +4,8 @@ import { BatonError } from '../common/errors.js';
 import { FUNCTION_NAME, NAMESPACE_NAME, compileFunctionSpec } from '../common/function-spec.js';
 import type { FunctionStatus } from '../scheduler/core-messages.js';
 import type { FunctionRecord, PutFunctionResult, Store, StoredBundle } from '../storage/store.js';
+import { Interner } from '../common/interner.js';
+import { internRecord } from '../storage/intern-record.js';
 import { BundlePool } from './bundle-pool.js';
 
 export interface FunctionView {
@@ -26,6 +28,8 @@ export interface FunctionView {
 export interface FunctionSink {
   upsert(records: FunctionRecord[]): void;
   remove(key: string): void;
+  /** Resolves once every change sent so far is live on every core. */
+  settled(): Promise<void>;
 }
 
 /**
@@ -40,6 +44,7 @@ export class FunctionService {
   private readonly limits: BundleLimits;
   private readonly pool = new BundlePool();
   private readonly records = new Map<string, FunctionRecord>();
+  private readonly strings = new Interner();
 
   constructor(
     private readonly store: Store,
@@ -54,8 +59,9 @@ export class FunctionService {
   /** Load every stored definition into the data plane (at start). */
   loadAll(): number {
     const all = this.store.listFunctions();
-    for (const rec of all) this.records.set(`${rec.namespace}/${rec.name}`, rec);
-    this.sink.upsert(all);
+    const kept = all.map((r) => live(r, this.strings));
+    for (const rec of kept) this.records.set(`${rec.namespace}/${rec.name}`, rec);
+    this.sink.upsert(kept);
     return all.length;
   }
 
@@ -88,8 +94,11 @@ export class FunctionService {
     this.store.ensureNamespace(ns, this.clock.wallNow());
     const result = this.store.putFunction(ns, name, spec, rawSpec, bundle, this.clock.wallNow());
     if (result.outcome !== 'unchanged') {
-      this.records.set(`${ns}/${name}`, result.record);
-      this.sink.upsert([result.record]);
+      const rec = live(result.record, this.strings);
+      this.records.set(`${ns}/${name}`, rec);
+      this.sink.upsert([rec]);
+      // answered once every core has it: a call right after the deploy finds it whichever core takes it
+      await this.sink.settled();
     }
     return result;
   }
@@ -111,10 +120,11 @@ export class FunctionService {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  delete(ns: string, name: string): void {
+  async delete(ns: string, name: string): Promise<void> {
     if (!this.store.deleteFunction(ns, name)) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
     this.records.delete(`${ns}/${name}`);
     this.sink.remove(`${ns}/${name}`);
+    await this.sink.settled();
   }
 
   /** A definition, if the function exists (any namespace). */
@@ -149,6 +159,16 @@ export class FunctionService {
     };
   }
 }
+
+/**
+ * A definition as it is kept in memory, here and on the scheduler cores: all
+ * but the source as the user wrote it, which only SQLite keeps (nothing
+ * reads it back from memory; it cost a few hundred bytes per function).
+ */
+function live(r: FunctionRecord, strings: Interner): FunctionRecord {
+  return internRecord({ ...r, source: null }, strings);
+}
+
 
 function missingHandler(handler: string, b: BundleSummary): BatonError {
   const files = `${b.fileCount} file${b.fileCount === 1 ? '' : 's'}`;

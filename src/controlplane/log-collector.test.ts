@@ -45,8 +45,8 @@ describe('which workers are asked for a function\'s logs', () => {
     const t = setup();
     const a = t.node('a');
     t.node('b');
-    t.sandboxes.add({ node: a } as Sb);
-    t.sandboxes.add({ node: a } as Sb);
+    t.sandboxes.add({ node: a });
+    t.sandboxes.add({ node: a });
     expect(await t.workersAsked()).toEqual(['a']);
     t.advance(LOG_HOLDER_MEMORY_MS * 3);
     expect(await t.workersAsked()).toEqual(['a']);
@@ -57,8 +57,8 @@ describe('which workers are asked for a function\'s logs', () => {
     const t = setup();
     const a = t.node('a');
     const b = t.node('b');
-    const sb = { node: b } as Sb;
-    t.sandboxes.add({ node: a } as Sb);
+    const sb = { node: b };
+    t.sandboxes.add({ node: a });
     t.sandboxes.add(sb);
     t.advance(LOG_HOLDER_MEMORY_MS * 2);
     t.sandboxes.delete(sb);

@@ -99,10 +99,10 @@ export function mountManagementApi(d: ManagementDeps): void {
     ex.json(outcome === 'unchanged' ? 200 : 201, { function: functions.view(record), changed: outcome !== 'unchanged', outcome });
   });
 
-  routes.add('del', '/v1/namespaces/:ns/functions/:fn', (ex, req, who) => {
+  routes.add('del', '/v1/namespaces/:ns/functions/:fn', async (ex, req, who) => {
     const [ns = '', name = ''] = req.params;
     requireNamespace(who, ns);
-    functions.delete(ns, name);
+    await functions.delete(ns, name);
     ex.json(200, { deleted: true });
   });
 

@@ -182,7 +182,7 @@ export class ControlPlaneMetrics extends CallMetrics {
         for (let r = 0; r < names.length; r++) {
           let n = 0;
           for (const c of cores()) n += c.queuedByRank[r] ?? 0;
-          this.set({ class: names[r] as string }, n);
+          this.set({ class: names[r] }, n);
         }
       },
     });

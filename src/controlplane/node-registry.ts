@@ -140,6 +140,7 @@ export class NodeRegistry {
     node.adopted += adopted;
     node.dropped += dropped;
     if (node.linksUp < this.o.cores) return undefined;
+    this.o.pool.withdraw(slot);
     this.o.pool.addCores(slot, Math.min(node.cores, this.poolCores));
     this.o.shared.setState(slot, SlotState.ready);
     node.status = 'ready';
@@ -211,8 +212,21 @@ export class NodeRegistry {
       return;
     }
     this.releasing.delete(slot);
-    // cores a holder gave back before it heard of the loss: withdrawn now that none can any more
+    this.reclaim(slot, 0);
+  }
+
+  /**
+   * Withdraw every core of the slot a holder gave back before it heard of
+   * the loss, then free the slot. A withdraw can miss a core another thread
+   * had reserved at that instant (SharedCorePool.withdraw): look again shortly
+   * until none is left idle, so a new worker in the slot starts clean.
+   */
+  private reclaim(slot: number, attempt: number): void {
     this.o.pool.withdraw(slot);
+    if (this.o.pool.idleOnMachine(slot) > 0 && attempt < 100) {
+      setTimeout(() => this.reclaim(slot, attempt + 1), 10).unref();
+      return;
+    }
     this.o.shared.setState(slot, SlotState.free);
     this.free.push(slot);
   }

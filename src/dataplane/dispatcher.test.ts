@@ -136,6 +136,27 @@ describe('Dispatcher', () => {
     expect(fn.inflight).toBe(0);
   });
 
+  it('a call killed for memory takes its sandbox out at once: the next queued call gets a new sandbox, not the killed one', () => {
+    const fn = d.upsertFunction(record({ concurrency: 1, scale: { max: 2 } }));
+    d.invoke(fn, req, reply);
+    d.invoke(fn, req, reply);
+    const first = (frames('create')[0] as { sandboxId: string }).sandboxId;
+    d.sandboxReady(n1, first, 1);
+    const inv = frames('invoke')[0] as { callId: string; sandboxId: string };
+    // the worker evicted the sandbox under memory pressure: the call's answer comes before its sandboxGone
+    d.result(n1, { t: 'result', callId: inv.callId, sandboxId: inv.sandboxId, status: 503, headers: {}, body: new Uint8Array(), execMs: 1, error: { code: 'memory_pressure', message: 'evicted' } });
+    expect(results[0]?.status).toBe(503);
+    expect(frames('invoke')).toHaveLength(1);
+    expect(frames('delete').map((f) => (f as { sandboxId: string }).sandboxId)).toEqual([first]);
+    const creates = frames('create').map((f) => (f as { sandboxId: string }).sandboxId);
+    expect(creates).toHaveLength(2);
+    d.sandboxReady(n1, creates[1] as string, 1);
+    expect((frames('invoke')[1] as { sandboxId: string }).sandboxId).toBe(creates[1]);
+    // the late sandboxGone of the killed one changes nothing
+    const lost = d.sandboxOn(n1, first);
+    expect(lost).toBeUndefined();
+  });
+
   it('queued calls of a higher price class go first once they have waited comparably (price × wait)', () => {
     const fn = d.upsertFunction(record({ scale: { max: 1 } }));
     d.invoke(fn, req, reply);

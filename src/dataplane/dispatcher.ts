@@ -396,6 +396,9 @@ export class Dispatcher {
     }
     this.calls.delete(frame.callId);
     const sb = call.sandbox;
+    // the worker killed the sandbox for memory: its sandboxGone may come after this, but no call may be given to it meanwhile
+    const killed = frame.error?.code === 'memory_pressure' && sb.status !== 'deleting';
+    if (killed) this.setStatus(sb, 'draining');
     this.releaseSlot(sb, call);
     const res: Omit<InvocationResult, 'timing' | 'callId'> = { status: frame.status, headers: frame.headers, body: frame.body };
     if (frame.error !== undefined) res.error = frame.error as WireError;
@@ -405,6 +408,8 @@ export class Dispatcher {
     }
     this.finish(call, res, frame.execMs);
     this.afterRelease(sb);
+    const fn = sb.fn;
+    if (killed && !fn.removed && fn.queued > 0 && fn.scale === 0) this.coldStart(fn);
   }
 
   /** A call we do not know finished: one that was running when its sandbox was adopted after a restart. */
@@ -780,7 +785,8 @@ export class Dispatcher {
     const key = `${record.namespace}/${record.name}`;
     const existing = this.functions.get(key);
     if (existing === undefined) {
-      const fn = new FunctionRuntime(record, this.clock.now(), this.opts.classes, this.opts.maxQueuePerFunction);
+      // one string for the key, shared by the map and the function
+      const fn = new FunctionRuntime(record, this.clock.now(), this.opts.classes, this.opts.maxQueuePerFunction, key);
       this.functions.set(key, fn);
       return fn;
     }

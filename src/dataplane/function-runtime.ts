@@ -33,12 +33,12 @@ export class FunctionRuntime {
   /** Its entry in the dispatcher's queue of functions waiting for capacity to place a sandbox. */
   pendingEntry: Queued<FunctionRuntime> | undefined;
 
-  constructor(record: FunctionRecord, now: number, classes: PriceClassSet, maxQueued = 2 ** 30) {
+  constructor(record: FunctionRecord, now: number, classes: PriceClassSet, maxQueued = 2 ** 30, key = `${record.namespace}/${record.name}`) {
     // Bounded: when full, a higher class sheds the newest call of the lowest class below it.
     this.queue = new ClassQueue<Call>(classes, maxQueued);
     this.classes = classes;
     this.record = record;
-    this.key = `${record.namespace}/${record.name}`;
+    this.key = key;
     this.lastActivity = now;
     this.areaSince = now;
     this.lastTake = now;

@@ -138,7 +138,7 @@ export class CoreLinks {
       ws.end(CloseCode.shuttingDown, 'control plane shutting down');
     }
     this.sockets.clear();
-    closeApp(this.app);
+    if (this.o.app === undefined) closeApp(this.app);
   }
 
   private reject(ws: WebSocket<Link>, code: number, reason: string): void {
@@ -236,10 +236,18 @@ export class CoreLinks {
     l.timer = undefined;
     l.node = node;
     node.linked = true;
-    node.send = (frame: ControlFrame): boolean => !l.closed && ws.send(encodeFrame(frame), true) !== 2;
+    const send = (frame: ControlFrame): boolean => !l.closed && ws.send(encodeFrame(frame), true) !== 2;
+    // adopting a sandbox gives it the calls waiting for it at once: those frames follow the linkWelcome
+    const early: ControlFrame[] = [];
+    node.send = (frame) => {
+      early.push(frame);
+      return true;
+    };
     const drop: string[] = [];
     for (const report of hello.sandboxes) if (!this.o.dispatcher.adopt(node, report)) drop.push(report.sandboxId);
-    node.send({ t: 'linkWelcome', core: this.o.index, drop });
+    node.send = send;
+    send({ t: 'linkWelcome', core: this.o.index, drop });
+    for (const f of early) send(f);
     this.o.onLinkUp(node, hello.sandboxes.length - drop.length, drop.length);
   }
 }

@@ -25,6 +25,9 @@ interface Answer {
 /** All values of one response header, by case-insensitive name. */
 const values = (a: Answer, name: string): string[] => a.rawHeaders.flatMap((k, i) => (i % 2 === 0 && k.toLowerCase() === name ? [a.rawHeaders[i + 1] as string] : []));
 
+const listen = (app: uws.TemplatedApp): Promise<uws.us_listen_socket> =>
+  new Promise((resolve, reject) => app.listen('127.0.0.1', 0, (ls) => (ls === false ? reject(new Error('uWS could not listen')) : resolve(ls))));
+
 describe('HttpForwarder', () => {
   let upstream: Server;
   let upstreamPort = 0;
@@ -32,6 +35,9 @@ describe('HttpForwarder', () => {
   const seen: Seen[] = [];
   let listenSocket: uws.us_listen_socket | false = false;
   let port = 0;
+  /** A uWS app like the main thread's: node:http refuses raw non-ASCII bytes in a request target, uWS does not. */
+  let mainSocket: uws.us_listen_socket | false = false;
+  let mainPort = 0;
   const forwarders: HttpForwarder[] = [];
   let fwd: HttpForwarder;
 
@@ -41,18 +47,18 @@ describe('HttpForwarder', () => {
     return f;
   };
 
-  /** A request through the uWS app, over a fresh connection, with the path sent byte for byte. */
-  const call = (method: string, path: string, headers: Record<string, string | string[]> = {}, body?: Buffer, onSent?: (abort: () => void) => void): Promise<Answer> =>
+  /** A request through the uWS app (or to `o.port`), over a fresh connection, with the path sent byte for byte. */
+  const call = (method: string, path: string, o: { headers?: Record<string, string | string[]>; body?: Buffer; port?: number; onSent?: (abort: () => void) => void } = {}): Promise<Answer> =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      const req = request({ host: '127.0.0.1', port: o.port ?? port, method, path, headers: o.headers ?? {}, agent: false }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }));
         res.on('error', reject);
       });
       req.on('error', reject);
-      req.end(body);
-      onSent?.(() => req.destroy());
+      req.end(o.body);
+      o.onSent?.(() => req.destroy());
     });
 
   beforeAll(async () => {
@@ -70,14 +76,15 @@ describe('HttpForwarder', () => {
     fwd = forwarder();
     const app = uws.App();
     app.any('/*', (res, req) => fwd.forward(res, req));
-    await new Promise<void>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (ls) => {
-        if (ls === false) return reject(new Error('uWS could not listen'));
-        listenSocket = ls;
-        port = uws.us_socket_local_port(ls);
-        resolve();
-      }),
-    );
+    listenSocket = await listen(app);
+    port = uws.us_socket_local_port(listenSocket);
+    const main = uws.App();
+    main.any('/*', (res, req) => {
+      const seenByMain = JSON.stringify({ method: req.getMethod(), url: req.getUrl(), query: req.getQuery() ?? null });
+      res.end(seenByMain);
+    });
+    mainSocket = await listen(main);
+    mainPort = uws.us_socket_local_port(mainSocket);
   });
 
   beforeEach(() => {
@@ -88,6 +95,7 @@ describe('HttpForwarder', () => {
 
   afterAll(async () => {
     if (listenSocket !== false) uws.us_listen_socket_close(listenSocket);
+    if (mainSocket !== false) uws.us_listen_socket_close(mainSocket);
     for (const f of forwarders) f.close();
     upstream.closeAllConnections();
     await new Promise((r) => upstream.close(r));
@@ -99,14 +107,33 @@ describe('HttpForwarder', () => {
     expect(seen.map((s) => [s.method, s.url])).toEqual(paths.map((p) => ['PATCH', p]));
     await call('DELETE', '/v1/namespaces/default/functions/f%C3%A9');
     expect(seen[4]).toMatchObject({ method: 'DELETE', url: '/v1/namespaces/default/functions/f%C3%A9' });
-    // Raw (unescaped) UTF-8 bytes in the target: node:http strings are latin1, one char per byte.
-    const raw = `/raw/${Buffer.from('é/ü', 'utf8').toString('latin1')}?q=${Buffer.from('ß', 'utf8').toString('latin1')}`;
-    await call('GET', raw);
-    expect(seen[5]?.url).toBe(raw);
+  });
+
+  it('gives a uWS upstream the very target it would have seen directly, raw non-ASCII bytes included', async () => {
+    fwd = forwarder({ port: mainPort });
+    // node:http strings are latin1, one char per byte: valid UTF-8 (é, ß) and a lone 0xE0.
+    const latin1 = (b: Buffer): string => b.toString('latin1');
+    const raw = `/raw/${latin1(Buffer.from('é/ü', 'utf8'))}/${latin1(Buffer.from([0xe0]))}?q=${latin1(Buffer.from('ß', 'utf8'))}&r=%E0`;
+    for (const p of [raw, '/p?', '/p', '/a%2Fb?%zz']) {
+      const direct = await call('POST', p, { port: mainPort });
+      const forwarded = await call('POST', p);
+      expect(forwarded.status).toBe(200);
+      expect(forwarded.body.toString()).toBe(direct.body.toString());
+    }
+    expect(JSON.parse((await call('GET', raw)).body.toString())).toEqual({ method: 'get', url: '/raw/é/ü/\ufffd', query: 'q=ß&r=%E0' });
+  });
+
+  it("relays a uWS upstream's answer with one Date and one uWebSockets header", async () => {
+    fwd = forwarder({ port: mainPort });
+    const r = await call('GET', '/x');
+    expect(r.status).toBe(200);
+    expect(values(r, 'date')).toHaveLength(1);
+    expect(values(r, 'uwebsockets')).toHaveLength(1);
+    expect(values(r, 'content-length')).toEqual([String(r.body.length)]);
   });
 
   it('forwards end-to-end headers, drops hop-by-hop ones, and adds x-forwarded-for', async () => {
-    await call('GET', '/h', {
+    const headers = {
       authorization: 'Bearer k',
       'x-custom': 'a b',
       'x-rep': ['1', '2'],
@@ -118,7 +145,8 @@ describe('HttpForwarder', () => {
       'proxy-authorization': 'Basic eA==',
       te: 'trailers',
       'x-forwarded-for': '203.0.113.7',
-    });
+    };
+    await call('GET', '/h', { headers });
     const h = seen[0]?.headers ?? {};
     expect(h).toMatchObject({ authorization: 'Bearer k', 'x-custom': 'a b', 'x-rep': '1, 2', 'x-forwarded-for': '203.0.113.7, 127.0.0.1' });
     for (const k of ['x-private', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te']) expect(h).not.toHaveProperty(k);
@@ -130,7 +158,7 @@ describe('HttpForwarder', () => {
   });
 
   it('answers a repeated Authorization with 400 without asking upstream, like a request served directly', async () => {
-    const r = await call('GET', '/auth', { authorization: ['Bearer a', 'Bearer b'] });
+    const r = await call('GET', '/auth', { headers: { authorization: ['Bearer a', 'Bearer b'] } });
     expect(r.status).toBe(400);
     expect((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code).toBe('bad_request');
     expect(seen).toHaveLength(0);
@@ -139,7 +167,7 @@ describe('HttpForwarder', () => {
   it('round-trips a binary body of about 1 MB', async () => {
     const payload = randomBytes(1024 * 1024 + 7);
     onRequest = (_req, res, body) => res.end(body);
-    const r = await call('POST', '/echo', { 'content-type': 'application/octet-stream' }, payload);
+    const r = await call('POST', '/echo', { headers: { 'content-type': 'application/octet-stream' }, body: payload });
     expect(r.status).toBe(200);
     expect(seen[0]?.headers['content-length']).toBe(String(payload.length));
     expect(seen[0]?.body.equals(payload)).toBe(true);
@@ -160,7 +188,7 @@ describe('HttpForwarder', () => {
       });
       res.end('{"ok":true}'); // chunked upstream; uWS sets its own Content-Length
     };
-    const r = await call('PUT', '/created', {}, Buffer.from('{}'));
+    const r = await call('PUT', '/created', { body: Buffer.from('{}') });
     expect(r.status).toBe(201);
     expect(r.body.toString()).toBe('{"ok":true}');
     expect(values(r, 'content-type')).toEqual(['application/json']);
@@ -190,11 +218,11 @@ describe('HttpForwarder', () => {
   });
 
   it('answers an oversize body with 413 without reaching upstream', async () => {
-    const r = await call('POST', '/big', {}, Buffer.alloc(MAX_BODY + 1, 1));
+    const r = await call('POST', '/big', { body: Buffer.alloc(MAX_BODY + 1, 1) });
     expect(r.status).toBe(413);
     expect((JSON.parse(r.body.toString()) as { error: { code: string } }).error.code).toBe('payload_too_large');
     expect(seen).toHaveLength(0);
-    expect((await call('POST', '/fits', {}, Buffer.alloc(MAX_BODY, 1))).status).toBe(200);
+    expect((await call('POST', '/fits', { body: Buffer.alloc(MAX_BODY, 1) })).status).toBe(200);
     expect(seen[0]?.body.length).toBe(MAX_BODY);
   });
 
@@ -217,7 +245,7 @@ describe('HttpForwarder', () => {
     const upstreamClosed = new Promise<void>((r) => (closed = r));
     onRequest = (_req, res) => res.on('close', () => !res.writableFinished && closed());
     fwd = forwarder({ timeoutMs: 200 });
-    const r = await call('POST', '/slow', {}, Buffer.from('x'));
+    const r = await call('POST', '/slow', { body: Buffer.from('x') });
     expect(r.status).toBe(502);
     expect((JSON.parse(r.body.toString()) as { error: { message: string } }).error.message).toMatch(/no complete answer within 0.2 s/);
     await upstreamClosed;
@@ -233,7 +261,7 @@ describe('HttpForwarder', () => {
       arrived();
     };
     let abort = (): void => {};
-    const answer = call('POST', '/hang', {}, Buffer.from('x'), (a) => (abort = a));
+    const answer = call('POST', '/hang', { body: Buffer.from('x'), onSent: (a) => (abort = a) });
     await upstreamArrived;
     abort();
     await expect(answer).rejects.toThrow();

@@ -9,8 +9,8 @@
  * HttpForwarder and the answer relayed back unchanged, so a client cannot
  * tell which thread served it.
  *
- * Bodies are buffered both ways (management requests and answers are small
- * and bounded), which keeps abort handling and the 413 rule those of http-kit.
+ * Bodies are buffered both ways (management requests and answers are small),
+ * which keeps abort handling and the 413 rule those of http-kit.
  */
 import { Agent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
@@ -95,7 +95,7 @@ export class HttpForwarder {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-
+      upstream?.destroy();
       if (ex.aborted) return; // the client left first; nobody to tell
       this.o.log.warn({ method: info.method, path: info.url, why }, 'forwarding to the management thread failed');
       ex.error(new BatonError(UPSTREAM_FAILED, `the control plane's management thread did not answer ${info.method} ${info.url}: ${why}`), this.o.log);
@@ -116,6 +116,7 @@ export class HttpForwarder {
       const chunks: Buffer[] = [];
       up.on('data', (c: Buffer) => chunks.push(c));
       up.on('error', (e) => fail(`the answer broke off: ${e.message}`));
+      up.on('close', () => fail('the connection closed before the answer was complete')); // a no-op after 'end'
       up.on('end', () => {
         if (settled) return;
         settled = true;

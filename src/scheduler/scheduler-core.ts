@@ -14,11 +14,13 @@ import { Authenticator, tokenMatches } from '../controlplane/auth.js';
 import { AutoscalerLoop } from '../controlplane/autoscaler-loop.js';
 import { ThrottleTable } from '../controlplane/budget-gate.js';
 import { ChainCalls } from '../controlplane/chain-calls.js';
+import { internRecord } from '../storage/intern-record.js';
+import { Interner } from '../common/interner.js';
 import { closeApp, Exchange } from '../controlplane/http-kit.js';
 import { mountInvokeApi, type InvokeRouter } from '../controlplane/invoke-api.js';
 import { CallMetrics } from '../controlplane/metrics.js';
 import { UsageDeltas } from '../controlplane/usage-ledger.js';
-import { CoreCalls, errorOfReply, replyError, type ReplyError, wireOf } from './core-calls.js';
+import { CoreCalls, errorOfReply, replyError, wireOf } from './core-calls.js';
 import { CoreLinks } from './core-links.js';
 import type { CoreInit, CoreQuery, CoreToCore, CoreToMain, MainToCore } from './core-messages.js';
 import { CorePlacement } from './core-placement.js';
@@ -69,8 +71,12 @@ export class SchedulerCore implements InvokeRouter {
   private readonly usage: UsageDeltas;
   private readonly ring: ActivationRing;
   private readonly metrics = new CallMetrics();
-  /** Every function's own price class, by key (whichever core owns it): for routing and admission. */
+  /**
+   * The own price class of every function another core owns, by key: for
+   * admission and routing here (this core's own functions are in its dispatcher).
+   */
   private readonly directory = new Map<string, string>();
+  private readonly strings = new Interner();
   private readonly mirrors = new Map<number, NodeMirror>();
   private readonly bySession = new Map<string, NodeMirror>();
   private readonly ready: NodeMirror[] = [];
@@ -86,6 +92,8 @@ export class SchedulerCore implements InvokeRouter {
     private readonly init: CoreInit,
     main: PostTarget,
     log: Logger,
+    /** For the memory benchmark: serve data links on this app (no sockets) instead of a listening one. */
+    o: { linksApp?: TemplatedApp } = {},
   ) {
     this.log = log;
     this.classes = new PriceClassSet(init.classes);
@@ -135,7 +143,7 @@ export class SchedulerCore implements InvokeRouter {
     this.autoscaler = new AutoscalerLoop(this.dispatcher, clock, init.autoscalerTickMs);
     this.chains = new ChainCalls({
       runningCallOn: (node, id) => this.dispatcher.runningCallOn(node, id),
-      defaultClass: (key) => this.directory.get(key),
+      defaultClass: (key) => this.defaultClass(key),
       invokeChild: (parent, key, req, reply) => this.calls.child(parent, key, req, reply),
       classes: this.classes,
       budgets: this.throttle,
@@ -153,6 +161,7 @@ export class SchedulerCore implements InvokeRouter {
       onLinkUp: (n, adopted, dropped) => this.toMain.send({ t: 'linkUp', slot: n.slot, gen: n.gen, adopted, dropped }),
       onLinkDown: (n, reason) => this.toMain.send({ t: 'linkDown', slot: n.slot, gen: n.gen, reason }),
       onBadFrame: () => this.metrics.badFrames.inc(),
+      ...(o.linksApp === undefined ? {} : { app: o.linksApp }),
     });
     this.forwarder = new HttpForwarder({ host: '127.0.0.1', port: init.internalPort, maxBodyBytes: init.maxManagementBodyBytes, log: log.child({ component: 'forward' }) });
     this.app = uws.App();
@@ -186,7 +195,7 @@ export class SchedulerCore implements InvokeRouter {
   // ------------------------------------------------------------ InvokeRouter
 
   defaultClass(key: string): string | undefined {
-    return this.directory.get(key);
+    return this.dispatcher.functions.get(key)?.record.spec.priceClass ?? this.directory.get(key);
   }
 
   call(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): () => void {
@@ -214,10 +223,11 @@ export class SchedulerCore implements InvokeRouter {
   private handleMain(m: MainToCore): void {
     switch (m.t) {
       case 'functions':
-        for (const r of m.records) {
+        for (const cloned of m.records) {
+          const r = internRecord(cloned, this.strings);
           const key = `${r.namespace}/${r.name}`;
-          this.directory.set(key, r.spec.priceClass);
           if (this.calls.owns(key)) this.dispatcher.upsertFunction(r);
+          else this.directory.set(key, r.spec.priceClass);
         }
         return;
       case 'functionRemoved':
@@ -275,7 +285,7 @@ export class SchedulerCore implements InvokeRouter {
         }
         return;
       case 'reply':
-        this.mainReplies.settle(m.rid, m.value, m.error === undefined ? undefined : errorOfReply(m.error as ReplyError));
+        this.mainReplies.settle(m.rid, m.value, m.error === undefined ? undefined : errorOfReply(m.error));
         return;
       case 'throttle':
         this.throttle.set(m.table);
@@ -299,6 +309,16 @@ export class SchedulerCore implements InvokeRouter {
         this.stop();
         return;
     }
+  }
+
+  /** One autoscaler tick now (the memory benchmark drives its own ticks). */
+  tickAutoscaler(): void {
+    this.autoscaler.tick();
+  }
+
+  /** The workers this core knows now (for checks). */
+  nodes(): NodeMirror[] {
+    return [...this.mirrors.values()];
   }
 
   private unready(n: NodeMirror): void {

@@ -116,8 +116,9 @@
  *    end of the scan: then no release counted a core in between, so a bit of
  *    the machine that was set and counted when the last word was read was
  *    already set and counted when its own word was read, and would have been
- *    found. Otherwise the call scans again, keeping its unit; it scans again
- *    only because a release succeeded, so progress stays lock-free. (The ABA
+ *    found (a test drives that case on two threads). Otherwise the call
+ *    scans again, keeping its unit; it scans again only because a release
+ *    (or another give-back) succeeded, so progress stays lock-free. (The ABA
  *    of invariant 5 applies: 2^(32 − countBits) releases during one scan
  *    could make a -1 that should have been a rescan.)
  * 8. `withdraw(machine)` is acquireOn repeated until it answers -1: it claims,

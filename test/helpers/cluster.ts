@@ -38,9 +38,18 @@ function spawnBaton(args: string[], env: Record<string, string> = {}): { proc: C
   return { proc, output: () => out };
 }
 
+/**
+ * The scheduler cores the suite runs with: `BATON_TEST_SCHEDULER_THREADS=2 npm test` runs every
+ * cluster test on two (CI runs the integration tests once with the default and once with 2).
+ */
+export function threadArgs(args: readonly string[] = []): string[] {
+  const n = process.env['BATON_TEST_SCHEDULER_THREADS'];
+  return n === undefined || n === '' || args.includes('--scheduler-threads') ? [] : ['--scheduler-threads', n];
+}
+
 export async function startControlPlane(opts: { dataDir?: string; args?: string[]; env?: Record<string, string>; startTimeoutMs?: number } = {}): Promise<CpHandle> {
   const dataDir = opts.dataDir ?? tempDir('cp');
-  const { proc, output } = spawnBaton(['controlplane', '--port', '0', '--data-dir', dataDir, '--heartbeat-timeout', '2s', ...(opts.args ?? [])], opts.env);
+  const { proc, output } = spawnBaton(['controlplane', '--port', '0', '--data-dir', dataDir, '--heartbeat-timeout', '2s', ...threadArgs(opts.args), ...(opts.args ?? [])], opts.env);
   const url = await waitFor(() => /gateway: (http:\/\/\S+)/.exec(output())?.[1], opts.startTimeoutMs ?? 15_000, () => `control plane did not start:\n${output()}`);
   const creds = JSON.parse(readFileSync(join(dataDir, 'credentials.json'), 'utf8')) as { apiKey: string; joinToken: string };
   return { url, apiKey: creds.apiKey, joinToken: creds.joinToken, dataDir, proc, output };

@@ -37,6 +37,8 @@ export interface RawOptions {
   hangUpAfterWrite?: boolean;
   /** Write the request in pieces, this many ms apart. */
   pieces?: { parts: (Buffer | string)[]; gapMs: number };
+  /** Requests written one at a time on the same connection, each once the previous one's response has arrived (after `data`). */
+  then?: (Buffer | string)[];
 }
 
 export function header(r: RawResponse, name: string): string[] {
@@ -113,6 +115,10 @@ export function rawRequest(port: number, data: Buffer | string, o: RawOptions): 
       const { out, used, garbled: g } = parseResponses(buf, o.head ?? [], responses.length);
       responses.push(...out);
       buf = buf.subarray(used);
+      for (let i = 0; i < out.length; i++) {
+        const next = o.then?.shift();
+        if (next !== undefined && !done) sock.write(next);
+      }
       if (g !== undefined) {
         garbled = g;
         finish(false, false);
