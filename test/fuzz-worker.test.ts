@@ -325,13 +325,11 @@ describe(`fuzz: hostile frames on the worker endpoints (FUZZ_SEED=${SEED})`, () 
     };
     /** Every connection made, to count the 4400 closes against the metric. */
     const sockets: Socket[] = [];
-    const rogues: HandWorker[] = [];
 
     // Connections that never say hello (linkHello) are closed by the handshake timeout (10 s): in the background.
     const silent = Array.from({ length: 3 }, () => new Socket(cp.url.replace(/^http/, 'ws') + WORKER_PATH, cp.joinToken));
     sockets.push(...silent);
     const quiet = new HandWorker(cp, 'rogue-quiet', { nodeId: 'rogue-quiet' });
-    rogues.push(quiet);
     sockets.push(quiet.control);
     const welcome = await quiet.hello();
     const cores = welcome.links.length;
@@ -349,7 +347,7 @@ describe(`fuzz: hostile frames on the worker endpoints (FUZZ_SEED=${SEED})`, () 
     let served = 0;
     const serving = (async () => {
       while (fuzzing) {
-        const r = await api(cp, 'POST', '/function/hello', `during ${served}`);
+        const r = await api(cp, 'POST', '/function/hello', `during ${served}`).catch((e: unknown) => ({ status: 0, text: String(e) }));
         if (r.text !== `hello during ${served}`) failures.push(`a real call during the fuzz got ${r.status} ${r.text.slice(0, 200)}`);
         served++;
         await new Promise((r) => setTimeout(r, 100));
@@ -397,7 +395,6 @@ describe(`fuzz: hostile frames on the worker endpoints (FUZZ_SEED=${SEED})`, () 
       };
 
       const hw = new HandWorker(cp, String(p.hello['name']), { nodeId: String(p.hello['nodeId']) });
-      rogues.push(hw);
       sockets.push(hw.control);
       try {
         await hw.control.opened;
@@ -527,7 +524,6 @@ describe(`fuzz: hostile frames on the worker endpoints (FUZZ_SEED=${SEED})`, () 
     };
     for (const stage of ['before hello', 'after hello', 'before linkHello', 'after linkWelcome'] as const) {
       const hw = new HandWorker(cp, `rogue-big-${stage}`, { nodeId: `rogue-big-${id(rng)}` });
-      rogues.push(hw);
       sockets.push(hw.control);
       await hw.control.opened;
       if (stage === 'before hello') await oversize(stage, hw.control);
@@ -560,7 +556,7 @@ describe(`fuzz: hostile frames on the worker endpoints (FUZZ_SEED=${SEED})`, () 
     fuzzing = false;
     await serving;
 
-    process.stdout.write(`fuzz-worker: seed ${SEED}, ${cores} scheduler cores, ${served} real calls meanwhile: ${JSON.stringify(counts)}\n`);
+    process.stdout.write(`fuzz-worker: seed ${SEED}, ${cores} scheduler cores, ${served} real calls meanwhile: ${JSON.stringify(Object.fromEntries(Object.entries(counts).sort()))}\n`);
     if (failures.length > 0) process.stdout.write(`fuzz-worker: ${failures.length} failures (seed ${SEED}):\n  ${failures.slice(0, 15).join('\n  ')}\n`);
     expect(failures.slice(0, 5), `seed ${SEED}`).toEqual([]);
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,8 @@ export interface ChurnOptions {
   out?: string;
   /** Write a V8 CPU profile of the control plane into this directory. */
   profileDir?: string;
+  /** Scheduler cores of the control plane (its --scheduler-threads). */
+  schedulerThreads: number;
 }
 
 export interface ChurnResult {
@@ -67,6 +69,7 @@ const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep
   --exec-ms MS       emulated execution time (default 0)
   --out FILE         write the results as JSON
   --profile DIR      write a CPU profile of the control plane (.cpuprofile) into DIR
+  --scheduler-threads N  the control plane's scheduler cores (default: its own default, CPU cores - 1, at least 1)
 
 Every function has max scale 1 and a keep-alive shorter than the cooldown, so every
 invocation is a cold start. Starts its own control plane and fleet as child processes.
@@ -93,6 +96,7 @@ export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
       'exec-ms': { type: 'string', default: '0' },
       out: { type: 'string' },
       profile: { type: 'string' },
+      'scheduler-threads': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -111,6 +115,7 @@ export function parseChurnArgs(argv: string[]): ChurnOptions | undefined {
     cooldownS: num('cooldown', values.cooldown, 1),
     createMs: num('create-ms', values['create-ms'], 0),
     execMs: num('exec-ms', values['exec-ms'], 0),
+    schedulerThreads: values['scheduler-threads'] === undefined ? Math.max(1, availableParallelism() - 1) : Math.floor(num('scheduler-threads', values['scheduler-threads'], 1)),
   };
   if (values.out !== undefined) o.out = values.out;
   if (values.profile !== undefined) o.profileDir = values.profile;
@@ -246,17 +251,17 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
   process.once('SIGINT', onSignal);
   try {
     const nodeArgs = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir];
-    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000'], nodeArgs);
+    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--autoscaler-tick', '250ms', '--max-queue', '100000', '--scheduler-threads', String(o.schedulerThreads)], nodeArgs);
     fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), String(o.workers), join(dir, 'fleet'), String(o.createMs), String(o.execMs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken } });
     progress(`waiting for ${o.workers} emulated workers to join`);
     await waitForNodes(cp, o.workers, 60_000);
     client = new LoadClient(cp.url, cp.apiKey);
     const results: ChurnResult[] = [];
     for (const rate of o.rates) results.push(await runRate(cp, fleet, client, o, rate));
-    const report = { emulated: true as const, schedulerThreads: 1, machine: describeMachine(), config: o, results };
+    const report = { emulated: true as const, schedulerThreads: o.schedulerThreads, machine: describeMachine(), config: o, results };
     if (o.out !== undefined) {
       writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
-      writeFileSync(o.out.replace(/\.json$/, '') + '.svg', sweepPlot(results, `sandbox churn, ${o.workers} emulated workers, 1 scheduler thread`));
+      writeFileSync(o.out.replace(/\.json$/, '') + '.svg', sweepPlot(results, `sandbox churn, ${o.workers} emulated workers, ${o.schedulerThreads} scheduler thread${o.schedulerThreads === 1 ? '' : 's'}`));
     }
     return report;
   } finally {
@@ -273,7 +278,7 @@ export async function runChurnCli(argv: string[]): Promise<void> {
   }
   const report = await runChurnBench(o);
   const m = report.machine;
-  process.stdout.write(`\nsandbox churn (EMULATED sandboxes), ${o.workers} workers, ${o.durationS}s per rate, on ${String(m['cpu'])} × ${String(m['cores'])}, node ${String(m['node'])}\n`);
+  process.stdout.write(`\nsandbox churn (EMULATED sandboxes), ${o.workers} workers, ${o.schedulerThreads} scheduler thread(s), ${o.durationS}s per rate, on ${String(m['cpu'])} × ${String(m['cores'])}, node ${String(m['node'])}\n`);
   process.stdout.write(`${formatTable(report.results)}\n`);
   if (o.out !== undefined) process.stdout.write(`results written to ${o.out}\n`);
 }

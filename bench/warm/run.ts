@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,6 +23,8 @@ const HELP = `baton bench warm — warm-path throughput and control-plane overhe
   --async           send async calls (POST /async-function/warm): latency is that of the
                     202, which is sent once the call is durably stored (SQLite, WAL)
   --profile DIR     write a CPU profile of the control plane (.cpuprofile) into DIR
+  --scheduler-threads N  the control plane's scheduler cores (default: its own default,
+                    CPU cores - 1, at least 1)
 
 Functions are pre-scaled (scale.min) on emulated workers with 0 ms execution,
 so every call is warm and the measured time is the platform's own: the client
@@ -106,6 +108,7 @@ export async function runWarmCli(argv: string[]): Promise<void> {
       workers: { type: 'string', default: '4' },
       out: { type: 'string' },
       profile: { type: 'string' },
+      'scheduler-threads': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -117,6 +120,8 @@ export async function runWarmCli(argv: string[]): Promise<void> {
   const durationS = Number(values.duration);
   const workers = Number(values.workers);
   const floorRate = Number(values['floor-rate']);
+  const schedulerThreads = values['scheduler-threads'] === undefined ? Math.max(1, availableParallelism() - 1) : Number(values['scheduler-threads']);
+  if (!Number.isInteger(schedulerThreads) || schedulerThreads < 1) throw new RangeError(`--scheduler-threads: expected a positive integer, got "${values['scheduler-threads']}"`);
   const rates = values.rates === '' ? [] : values.rates.split(',').map((r) => Number(r.trim()));
   for (const [k, v] of Object.entries({ connections, duration: durationS, workers, 'floor-rate': floorRate })) if (!Number.isInteger(v) || v < 0 || (k !== 'connections' && k !== 'floor-rate' && v < 1)) throw new RangeError(`--${k}: expected a positive integer`);
   for (const r of rates) if (!Number.isFinite(r) || r < 1) throw new RangeError(`--rates: expected positive numbers, got "${values.rates}"`);
@@ -125,7 +130,7 @@ export async function runWarmCli(argv: string[]): Promise<void> {
   let fleet: ChildProcess | undefined;
   let client: LoadClient | undefined;
   try {
-    cp = await startControlPlaneProcess(join(dir, 'cp'), [], values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
+    cp = await startControlPlaneProcess(join(dir, 'cp'), ['--scheduler-threads', String(schedulerThreads)], values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
     fleet = spawn(process.execPath, [FLEET, cp.url.replace(/^http/, 'ws'), String(workers), join(dir, 'fleet'), '0', '0'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, BATON_JOIN_TOKEN: cp.joinToken } });
     await waitForNodes(cp, workers, 30_000);
     await apiJson(cp, 'PUT', '/v1/namespaces/default/functions/warm', { spec: { runtime: 'http', command: ['emulated'], concurrency: 64, scale: { min: Math.max(workers, Math.ceil(Math.max(connections, 64) / 64)), max: 1000, keepAlive: '10m' } } });
@@ -138,9 +143,9 @@ export async function runWarmCli(argv: string[]): Promise<void> {
     if (connections > 0) phases.push(await measure(cp, client, 'closed', connections, durationS, path));
     for (const r of rates) phases.push(await measure(cp, client, 'open', r, durationS, path));
     if (floorRate > 0) phases.push(await measure(cp, client, 'floor', floorRate, durationS));
-    const report = { emulated: true, schedulerThreads: 1, machine: describeMachine(), config: { connections, rates, floorRate, durationS, workers, async: values.async === true }, phases };
+    const report = { emulated: true, schedulerThreads, machine: describeMachine(), config: { connections, rates, floorRate, durationS, workers, async: values.async === true }, phases };
     if (values.out !== undefined) writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(`${values.async === true ? 'async accept path (202 after the durable write; the calls then run on ' : 'warm path ('}EMULATED sandboxes, 0 ms execution), ${workers} workers, on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
+    process.stdout.write(`${values.async === true ? 'async accept path (202 after the durable write; the calls then run on ' : 'warm path ('}EMULATED sandboxes, 0 ms execution), ${workers} workers, ${schedulerThreads} scheduler thread(s), on ${String(report.machine['cpu'])} × ${String(report.machine['cores'])}\n`);
     process.stdout.write('| load | answered/s | errors | e2e p50 ms | e2e p99 ms | in CP p50 ms | in CP p99 ms | CP µs/call | CP cores |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n');
     for (const p of phases) {
       const label = p.mode === 'open' ? `open loop ${p.offered}/s` : p.mode === 'floor' ? `floor: GET /healthz ${p.offered}/s` : `closed loop, ${p.offered} connections`;

@@ -14,6 +14,8 @@ interface Link {
   node: NodeMirror | undefined;
   closed: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** Said linkHello for a session no worker is known by (yet): waiting for the main thread's nodeJoined. */
+  parked: string | undefined;
 }
 
 export interface CoreLinksOptions {
@@ -72,11 +74,15 @@ export class CoreLinks {
           res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'worker join token missing or wrong' } }));
           return;
         }
-        res.upgrade<Link>({ remote, node: undefined, closed: false, timer: undefined }, key, protocol, extensions, context);
+        res.upgrade<Link>({ remote, node: undefined, closed: false, timer: undefined, parked: undefined }, key, protocol, extensions, context);
       },
       open: (ws) => {
         this.sockets.add(ws);
-        ws.getUserData().timer = setTimeout(() => this.reject(ws, CloseCode.badFrame, 'no linkHello within the handshake timeout'), o.helloTimeoutMs ?? 10_000);
+        const l = ws.getUserData();
+        l.timer = setTimeout(() => {
+          const why = l.parked === undefined ? 'no linkHello within the handshake timeout' : `linkHello names session ${l.parked}, which no joining worker has (joined again since?)`;
+          this.reject(ws, CloseCode.badFrame, why);
+        }, o.helloTimeoutMs ?? 10_000);
       },
       message: (ws, message, isBinary) => this.message(ws, message, isBinary),
       close: (ws, code, message) => {
@@ -192,6 +198,7 @@ export class CoreLinks {
         const before = this.parked.get(f.session);
         if (before !== undefined) this.reject(before.ws, CloseCode.replaced, 'replaced by a newer data link of the same session');
         this.parked.set(f.session, { ws, hello: f });
+        l.parked = f.session;
         return;
       }
       this.bind(ws, f);
@@ -216,6 +223,9 @@ export class CoreLinks {
       case 'call':
         this.o.chains.handle(node, f);
         return;
+      case 'linkHello':
+        this.reject(ws, CloseCode.badFrame, 'linkHello sent twice on a data link');
+        return;
       default:
         this.reject(ws, CloseCode.badFrame, `a ${f.t} frame belongs on the control link, not on a data link`);
     }
@@ -234,6 +244,7 @@ export class CoreLinks {
     }
     if (l.timer !== undefined) clearTimeout(l.timer);
     l.timer = undefined;
+    l.parked = undefined;
     l.node = node;
     node.linked = true;
     const send = (frame: ControlFrame): boolean => !l.closed && ws.send(encodeFrame(frame), true) !== 2;

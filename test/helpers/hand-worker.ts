@@ -13,17 +13,6 @@ import {
 } from '../../src/protocol/messages.js';
 import { ownerCore } from '../../src/protocol/shard.js';
 
-/**
- * A worker that speaks the protocol by hand (src/protocol/messages.ts), for
- * tests that need to say things a real worker never would. It opens the
- * control link at once; `join()` says hello, opens one data link per
- * scheduler core named in the welcome, sends each its linkHello and waits for
- * every linkWelcome. Every frame received is recorded with the link it came
- * on. `send` routes a frame as a real worker would; `sendRaw` puts any bytes
- * on any link. It heartbeats on the control link once welcomed (the test
- * control planes declare a worker dead after 2 s of silence).
- */
-
 /** A connection of the worker: its control link, or its data link to scheduler core k. */
 export type LinkId = 'control' | number;
 export interface Received {
@@ -67,6 +56,16 @@ export class Socket {
   }
 }
 
+/**
+ * A worker that speaks the protocol by hand (src/protocol/messages.ts), for
+ * tests that need to say things a real worker never would. It opens the
+ * control link at once; `join()` says hello, opens one data link per
+ * scheduler core named in the welcome, sends each its linkHello and waits for
+ * every linkWelcome. Every frame received is recorded with the link it came
+ * on. `send` routes a frame as a real worker would; `sendRaw` puts any bytes
+ * on any link. It heartbeats on the control link once welcomed (the test
+ * control planes declare a worker dead after 2 s of silence).
+ */
 export class HandWorker {
   readonly frames: Received[] = [];
   /** Frames from the control plane that are not valid control frames (there should be none). */
@@ -76,7 +75,7 @@ export class HandWorker {
   /** Called with every frame received, after it is recorded (to answer creates and invokes, say). */
   onFrame: ((r: Received) => void) | undefined;
   readonly control: Socket;
-  /** Data links by core. */
+  /** Data links by core (the latest opened to each). */
   readonly links = new Map<number, Socket>();
   /** `sb:<sandboxId>` / `call:<callId>` → the core whose link its create / invoke came on. */
   private readonly origin = new Map<string, number>();
@@ -202,7 +201,7 @@ export class HandWorker {
     }
   }
 
-  /** Every link opened so far is still open. */
+  /** The control link and the latest data link to each core are open. */
   up(): boolean {
     return this.control.open && [...this.links.values()].every((s) => s.open);
   }
