@@ -1,5 +1,6 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { describeMachine } from '../lib/machine.js';
 import { percentile, round } from '../lib/stats.js';
@@ -514,6 +515,8 @@ export async function runSchedCli(argv: string[]): Promise<void> {
     process.stdout.write(`${HELP}\n`);
     return;
   }
+  // the directory first: a missing one would lose the whole run at the end
+  if (o.out !== undefined) mkdirSync(dirname(o.out), { recursive: true });
   const report = await runSchedBench(o);
   const m = report.machine;
   process.stdout.write(

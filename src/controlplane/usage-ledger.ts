@@ -88,9 +88,11 @@ function add(t: Totals, r: { invocations: number; cpuMs: number; mbMs: number; c
  * Billing (SPEC §4): every invocation that ran is priced at its class's price
  * per CPU-second plus the memory price per GB-second (the same for every
  * class), and added to per-minute usage by namespace, function and class.
- * Usage is user data: it is written to SQLite in batches every `flushMs`
- * (default 1 s, off the invocation path), so a kill -9 loses at most the last
- * second. The month's spend per namespace is kept in memory for budgets.
+ * The scheduler cores price the calls they ran and send them here every
+ * 100 ms (UsageDeltas). Usage is user data: it is written to SQLite in
+ * batches every `flushMs` (default 1 s, off the invocation path), so a kill -9
+ * loses at most the last 1.1 s. The month's spend per namespace is kept in
+ * memory for budgets.
  */
 export class UsageLedger {
   private unflushed = new Map<string, UsageRow>();
