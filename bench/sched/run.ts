@@ -31,8 +31,9 @@ invocations per second through the data plane, with 1 and more scheduler threads
 
 pool — a decision is one acquire plus one release of an idle worker core:
 each thread keeps --hold cores claimed and, as fast as it can, frees its
-oldest one and claims another. Pure data-structure decisions, no I/O: no network, no control
-plane, no sandbox, so the figures bound what the pool itself can sustain.
+oldest one and claims another. Pure data-structure decisions, no I/O: no
+network, no control plane, no sandbox, so the figures bound what the pool
+itself can sustain.
 
 Workloads: own — one shard per thread, each thread claims from its own list
 (machines dealt round-robin to the shards). steal — one more shard than
@@ -55,7 +56,7 @@ hypervisor's steal included), over the same round.
 cold — cold invocations per second through the real data-plane code, no
 network. The main thread builds the shared capacity as the control plane
 does: a SharedNodes table of --nodes worker slots (opened with --node-memory,
-then ready) and a SharedCorePool with one shard per thread,
+then ready) and a SharedCorePool with one shard per thread and
 ${POOL_CORES_PER_MACHINE} cores per machine, each worker's --node-cores cores added. Each
 thread is one scheduler core: a Dispatcher with a CorePlacement on its shard,
 a NodeMirror for every worker (all ready) and its own --functions functions
@@ -74,7 +75,9 @@ own shard), every worker's shared busy count zero, and every thread's
 sandboxes deleted and calls answered — else the run fails. Reported like
 the pool's figures, with steals, the workers placed on, and invocations per
 CPU-second of the process (what a core gives when the run had fewer cores
-than threads).`;
+than threads). Besides the ratio of the medians, the median of each round's
+own 2-thread/1-thread ratio: a round's runs are seconds apart, so a slow
+phase of a shared machine falls on both.`;
 
 export type Workload = 'own' | 'steal';
 export type Measure = 'pool' | 'cold';
@@ -443,11 +446,15 @@ function coldReport(o: SchedOptions, threads: readonly number[], samples: readon
   });
   const ratios: { label: string; ratio: number }[] = [];
   const one = results.find((r) => r.threads === 1);
-  for (const r of results) {
-    if (one === undefined || r.threads === 1) continue;
+  const oneSamples = samples[threads.indexOf(1)];
+  results.forEach((r, i) => {
+    if (one === undefined || oneSamples === undefined || r.threads === 1) return;
     ratios.push({ label: `cold: ${r.threads} threads / 1 thread`, ratio: round(r.medianPerSec / one.medianPerSec, 2) });
+    // each round's own ratio: a round's two runs are seconds apart, so a slow phase of a shared machine falls on both
+    const byRound = (samples[i] as ColdSample[]).map((x, k) => x.perSecond / (oneSamples[k] as ColdSample).perSecond);
+    ratios.push({ label: `cold: ${r.threads} threads / 1 thread, median of the rounds' own ratios`, ratio: round(percentile(byRound, 50), 2) });
     ratios.push({ label: `cold per CPU-second: ${r.threads} threads / 1 thread`, ratio: round(r.perCpuSecond / one.perCpuSecond, 2) });
-  }
+  });
   return {
     invocation: 'invoke (no sandbox) → placed: core claimed, memory taken → create → sandboxReady → invoke → result → core released → sandbox deleted',
     nodes: o.nodes,

@@ -544,11 +544,20 @@ export class Dispatcher {
       schedMs = 0;
     }
     const timing: CallTiming = { queueMs, schedMs: Math.max(0, schedMs), coldMs: call.coldMs, execMs, totalMs: now - call.arrivedAt };
-    const result: InvocationResult = { ...res, callId: call.id, timing };
-    if (call.sandbox !== undefined) {
-      result.sandboxId = call.sandbox.id;
-      result.nodeId = call.sandbox.node.id;
-    }
+    const sb = call.sandbox;
+    // every field in one literal: a spread with keys added after it cost microseconds per call on Node 20
+    const result: InvocationResult = {
+      callId: call.id,
+      status: res.status,
+      headers: res.headers,
+      body: res.body,
+      error: res.error,
+      timing,
+      usage: res.usage,
+      cost: undefined,
+      sandboxId: sb?.id,
+      nodeId: sb?.node.id,
+    };
     if (call.queueEntry !== undefined) this.unqueue(call);
     this.opts.hooks.onCallDone?.(call, result);
     call.reply(result);

@@ -142,6 +142,19 @@ describe('SharedCorePool, one thread', () => {
     }
   });
 
+  it('goes round the machines of a shard: consecutive claims land on different machines while others have idle cores', () => {
+    // as the control plane lays it out: 64 cores per machine slot, 8 of them real
+    const pool = SharedCorePool.createEmpty(1, 6, 64);
+    for (let m = 0; m < 6; m++) pool.addCores(m, 8);
+    const machineOf = (core: number): number => Math.floor(core / 64);
+    const first = Array.from({ length: 6 }, () => machineOf(pool.acquire(0)));
+    expect(new Set(first).size).toBe(6);
+    // and round again, still one core of each before a second of any
+    const second = Array.from({ length: 6 }, () => machineOf(pool.acquire(0)));
+    expect(second.sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(pool.audit()).toEqual([]);
+  });
+
   it('a view attached to the buffer sees and changes the same pool', () => {
     const pool = SharedCorePool.create(2, 4, 8);
     const view = SharedCorePool.attach(pool.buffer);

@@ -33,7 +33,9 @@
  *   header   magic, layout version, shards, machines, coresPerMachine
  *   per shard
  *     state    idle count in the low `countBits` bits, a release tally above
- *     hint     summary word where the next search starts (rotates)
+ *     hint     the bitmap word after the one the last claim took a core from:
+ *              the next search starts there, so claims go round the shard's
+ *              machines rather than filling the first one (a hint, see 4)
  *     steals   cores this shard took from other shards' lists
  *     summary  bit w set ⇔ word w of the bitmap may have an idle core
  *     bitmap   bit i set ⇔ the shard's i-th core is idle (in this list)
@@ -627,15 +629,24 @@ export class SharedCorePool {
     const head = this.head(shard);
     const summary = head + SHARD_HEAD_INTS;
     const n = this.summaryWords;
+    const bitmap = head + this.wordsOffset;
     for (;;) {
-      const start = a[head + S_HINT] as number;
-      for (let i = 0; i < n; i++) {
-        const k = start + i < n ? start + i : start + i - n;
-        for (let marks = a[summary + k] as number; marks !== 0; marks &= marks - 1) {
+      const hint = a[head + S_HINT] as number;
+      const h = hint < this.words ? hint : 0;
+      const k0 = h >>> 5;
+      // summary words from the hint's round to it again: the first visit takes only the
+      // marks at or after the hint's word, the last only those before it
+      for (let i = 0; i <= n; i++) {
+        const k = k0 + i < n ? k0 + i : k0 + i - n;
+        let marks = a[summary + k] as number;
+        if (i === 0) marks &= -1 << (h & 31);
+        else if (i === n) marks &= ~(-1 << (h & 31));
+        for (; marks !== 0; marks &= marks - 1) {
           const w = (k << 5) | lowestBit(marks);
-          const local = this.takeBit(head, w, a[head + this.wordsOffset + w] as number);
+          const local = this.takeBit(head, w, a[bitmap + w] as number);
           if (local !== -1) {
-            if (k !== start) Atomics.store(a, head + S_HINT, k);
+            // the next claim starts after this word: claims go round the shard's machines instead of filling one first
+            Atomics.store(a, head + S_HINT, w + 1 < this.words ? w + 1 : 0);
             return this.coreOf(shard, local);
           }
         }
