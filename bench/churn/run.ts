@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
 import { describeMachine } from '../lib/machine.js';
-import { apiJson, childCpuSeconds, metricValues, ownCpuSeconds, processCpuSeconds, startControlPlaneProcess, stopProcess, waitForNodes, type Started } from '../lib/processes.js';
+import { apiJson, childCpuSeconds, metricValues, ownCpuSeconds, processCpuSeconds, startControlPlaneProcess, stopProcess, threadCpuSeconds, waitForNodes, type Started } from '../lib/processes.js';
 import { lineChart } from '../../src/sim/svg-plot.js';
 import { percentile, round } from '../lib/stats.js';
 
@@ -54,6 +54,9 @@ export interface ChurnResult {
   cpuUsPerCreation: number;
   /** The control plane's CPU over the window as cores. */
   cpCores: number;
+  /** The control plane's CPU over the window by thread, as cores: its main thread, and its scheduler cores together. */
+  mainCores: number;
+  schedulerCores: number;
   /** Cores the emulated fleet and this load generator used in the window: when they, not the control plane, are saturated, the harness is the limit. */
   fleetCores: number;
   loadGenCores: number;
@@ -146,6 +149,7 @@ async function runRate(cp: Started, fleet: ChildProcess, client: LoadClient, o: 
   const names = await deployFunctions(cp, `r${rate}`, fnCount, o.cooldownS);
   const samples: Sample[] = [];
   const [createdBefore = 0, readyBefore = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
+  const busyBefore = await threadCpuSeconds(cp);
   const cpuBefore = await processCpuSeconds(cp);
   const fleetBefore = childCpuSeconds(fleet) ?? 0;
   const genBefore = ownCpuSeconds();
@@ -166,6 +170,7 @@ async function runRate(cp: Started, fleet: ChildProcess, client: LoadClient, o: 
   // the window closes when the last call of it was sent: what completed by now counts, nothing after
   const windowMs = performance.now() - t0;
   const cpuAfter = await processCpuSeconds(cp);
+  const busyAfter = await threadCpuSeconds(cp);
   const fleetAfter = childCpuSeconds(fleet) ?? 0;
   const genAfter = ownCpuSeconds();
   const [createdAfter = 0, readyAfter = 0] = await metricValues(cp, ['baton_sandbox_creations_total', 'baton_sandbox_ready_total']);
@@ -201,6 +206,8 @@ async function runRate(cp: Started, fleet: ChildProcess, client: LoadClient, o: 
     errorsByStatus,
     cpuUsPerCreation: completed === 0 ? 0 : round(((cpuAfter - cpuBefore) * 1e6) / completed, 1),
     cpCores: round((cpuAfter - cpuBefore) / windowS, 2),
+    mainCores: round((busyAfter.main - busyBefore.main) / windowS, 2),
+    schedulerCores: round((busyAfter.cores - busyBefore.cores) / windowS, 2),
     fleetCores: round((fleetAfter - fleetBefore) / windowS, 2),
     loadGenCores: round((genAfter - genBefore) / windowS, 2),
   };
@@ -229,8 +236,8 @@ export function sweepPlot(results: readonly ChurnResult[], title: string): strin
 }
 
 export function formatTable(results: ChurnResult[]): string {
-  const head = ['offered/s', 'completed/s', 'sustained', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors', 'CP µs/creation', 'CP cores', 'fleet cores', 'load-gen cores'];
-  const rows = results.map((r) => [r.rate, r.completedPerSec, r.sustained ? 'yes' : 'NO', `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors, r.cpuUsPerCreation, r.cpCores, r.fleetCores, r.loadGenCores].map(String));
+  const head = ['offered/s', 'completed/s', 'sustained', 'cold', 'e2e p50 ms', 'e2e p99 ms', 'sched p50 ms', 'sched p99 ms', 'errors', 'CP µs/creation', 'CP cores', 'main', 'sched. cores', 'fleet cores', 'load-gen cores'];
+  const rows = results.map((r) => [r.rate, r.completedPerSec, r.sustained ? 'yes' : 'NO', `${Math.round(r.coldFraction * 100)}%`, r.e2eMs.p50, r.e2eMs.p99, r.schedMs.p50, r.schedMs.p99, r.errors, r.cpuUsPerCreation, r.cpCores, r.mainCores, r.schedulerCores, r.fleetCores, r.loadGenCores].map(String));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padStart(widths[i] ?? 0)).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');

@@ -78,6 +78,22 @@ export async function metricValues(base: { url: string }, names: readonly string
   return sums;
 }
 
+/**
+ * CPU seconds each thread of the control plane has used (baton_thread_cpu_seconds):
+ * the main thread, and the scheduler cores together.
+ */
+export async function threadCpuSeconds(base: { url: string }): Promise<{ main: number; cores: number }> {
+  const text = await (await fetch(`${base.url}/metrics`)).text();
+  const out = { main: 0, cores: 0 };
+  for (const line of text.split('\n')) {
+    const m = /^baton_thread_cpu_seconds\{thread="([a-z0-9]+)"\} (\S+)$/.exec(line);
+    if (m === null) continue;
+    if (m[1] === 'main') out.main += Number(m[2]);
+    else out.cores += Number(m[2]);
+  }
+  return out;
+}
+
 /** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in these ticks (100 on every mainstream architecture). */
 const USER_HZ = 100;
 

@@ -132,7 +132,7 @@ export function commandTable(): CommandSpec[] {
     tool(['bench', 'coldstart'], 'real cold starts on the node runtime, end to end', '../../bench/coldstart/run.js', 'runColdStartCli'),
     tool(['bench', 'cli'], 'CLI start time: median and p90 of baton --version, fn ls and invoke, each a new process', '../../bench/cli/run.js', 'runCliStartCli'),
     tool(['bench', 'warm'], 'warm-path throughput and control-plane overhead (emulated sandboxes)', '../../bench/warm/run.js', 'runWarmCli'),
-    tool(['bench', 'sched'], 'scheduling decisions/s on the shared core pool, 1 and 2 threads, against the sequential pool (no I/O)', '../../bench/sched/run.js', 'runSchedCli'),
+    tool(['bench', 'sched'], 'scheduling decisions/s with 1 and 2 threads, no network: the shared core pool, and cold invocations through the real data plane', '../../bench/sched/run.js', 'runSchedCli'),
     tool(['bench', 'memory'], 'control-plane heap per sandbox and per function (real control-plane objects, emulated workers)', '../../bench/memory/run.js', 'runMemoryCli'),
     tool(['sim'], 'price-class scheduling simulator (`baton sim --help`)', '../sim/cli.js', 'runSimCli'),
   ];

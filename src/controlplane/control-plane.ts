@@ -216,7 +216,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       upsert: (records) => broadcast({ t: 'functions', records }),
       remove: (key) => broadcast({ t: 'functionRemoved', key }),
       // a round trip to every core: each handles its messages in order, so it has the changes sent before
-      settled: async () => void (running.cores === undefined ? undefined : await running.cores.queryAll({ q: 'status' })),
+      settled: async () => void (running.cores === undefined ? undefined : await running.cores.queryAll({ q: 'ping' })),
     },
     clock,
     priceClasses,
@@ -431,7 +431,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const loaded = functions.loadAll();
   pushThrottle();
   // every core has the functions before the first call is taken for them
-  await cores.queryAll({ q: 'status' });
+  await cores.queryAll({ q: 'ping' });
   nodes.start((node) => gateway.closeNode(node, 'declared dead: missed heartbeats'));
   ledger.start();
   const resumed = asyncInvoker.start();

@@ -1,4 +1,5 @@
 import { Gauge, Registry } from 'prom-client';
+import { threadCpuSeconds } from '../common/thread-cpu.js';
 import type { Call, InvocationResult } from '../dataplane/types.js';
 import type { CoreMetricsSnapshot, MetricSeries } from '../scheduler/core-messages.js';
 import { FastCounter, FastHistogram, type CounterSeries, type HistogramSeries } from './fast-metrics.js';
@@ -26,6 +27,7 @@ export class CallMetrics {
   readonly preemptSeconds: FastCounter;
   readonly activations: FastCounter;
   readonly throttled: FastCounter;
+  readonly handedOver: FastCounter;
   private readonly all: (FastCounter | FastHistogram)[];
 
   constructor(registers: readonly Registry[] = []) {
@@ -43,7 +45,8 @@ export class CallMetrics {
     this.activations = new FastCounter('baton_activations_total', 'Invocations ended, by activation status (success, error, timeout); async calls count once, when they end', ['status'], registers);
     this.throttled = new FastCounter('baton_throttled_total', 'Calls refused because their namespace ran ahead of its monthly budget', ['namespace', 'class'], registers);
     this.preemptSeconds = new FastCounter('baton_preempted_seconds_total', 'Time invocations spent frozen by higher classes', ['class'], registers);
-    this.all = [this.invocations, this.coldStarts, this.creations, this.ready, this.duration, this.queueWait, this.coldLatency, this.schedLatency, this.badFrames, this.cpuSeconds, this.gbSeconds, this.activations, this.throttled, this.preemptSeconds];
+    this.handedOver = new FastCounter('baton_calls_handed_over_total', 'Calls that reached a scheduler core that does not own their function and were handed to the one that does', [], registers);
+    this.all = [this.invocations, this.coldStarts, this.creations, this.ready, this.duration, this.queueWait, this.coldLatency, this.schedLatency, this.badFrames, this.cpuSeconds, this.gbSeconds, this.activations, this.throttled, this.preemptSeconds, this.handedOver];
   }
 
   /** Every series of this thread, by metric name. */
@@ -141,6 +144,17 @@ export class ControlPlaneMetrics extends CallMetrics {
       collect() {
         const u = process.cpuUsage();
         this.set((u.user + u.system) / 1e6);
+      },
+    });
+    new Gauge({
+      name: 'baton_thread_cpu_seconds',
+      help: 'CPU time each thread of the control plane has used since start (user + system): the main thread and every scheduler core',
+      labelNames: ['thread'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ thread: 'main' }, threadCpuSeconds().seconds);
+        cores().forEach((c, i) => this.set({ thread: `core${i}` }, c.cpuSeconds));
       },
     });
     new Gauge({

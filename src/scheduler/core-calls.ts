@@ -57,6 +57,8 @@ export class CoreCalls {
     private readonly peers: readonly (PortOutbox<CoreToCore> | undefined)[],
     private readonly toMain: PortOutbox<CoreToMain>,
     private readonly now: () => number,
+    /** A call was handed to its owner (for metrics). */
+    private readonly onHandOver: () => void = () => undefined,
   ) {}
 
   owns(key: string): boolean {
@@ -86,6 +88,7 @@ export class CoreCalls {
     if (owner === this.index) return this.runHere(key, req, reply).cancel;
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
     const rid = this.rid();
+    this.onHandOver();
     this.forwarded.set(rid, reply);
     peer.send({ t: 'call', rid, key, req: wireOf(req, this.now()) });
     return () => {
@@ -104,6 +107,7 @@ export class CoreCalls {
     }
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
     const rid = this.rid();
+    this.onHandOver();
     const done = this.dispatcher.remoteChild(parent, { abandon: () => peer.send({ t: 'abandon', rid, parentId: parent.id }) });
     this.forwarded.set(rid, (r) => {
       done();

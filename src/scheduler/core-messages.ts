@@ -95,6 +95,8 @@ export interface MetricSeries {
 
 export interface CoreMetricsSnapshot {
   series: Record<string, MetricSeries[]>;
+  /** CPU time this core's thread has used since it started, seconds (see threadCpuSeconds). */
+  cpuSeconds: number;
   queuedByRank: number[];
   sandboxesByState: Record<string, number>;
   pendingPlacements: number;
@@ -110,7 +112,9 @@ export type CoreQuery =
   | { q: 'activation'; namespace: string; id: string }
   | { q: 'activations'; namespace: string; function?: string | undefined; since: number; limit: number }
   | { q: 'holders'; key: string }
-  | { q: 'usage' };
+  | { q: 'usage' }
+  /** Nothing: its answer says the core has handled every message sent to it before. */
+  | { q: 'ping' };
 
 export interface ThrottleEntry {
   /** Classes of lower rank than this are refused. */

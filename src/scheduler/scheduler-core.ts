@@ -16,6 +16,7 @@ import { ThrottleTable } from '../controlplane/budget-gate.js';
 import { ChainCalls } from '../controlplane/chain-calls.js';
 import { internRecord } from '../storage/intern-record.js';
 import { Interner } from '../common/interner.js';
+import { threadCpuSeconds } from '../common/thread-cpu.js';
 import { closeApp, Exchange } from '../controlplane/http-kit.js';
 import { mountInvokeApi, type InvokeRouter } from '../controlplane/invoke-api.js';
 import { CallMetrics } from '../controlplane/metrics.js';
@@ -139,7 +140,7 @@ export class SchedulerCore implements InvokeRouter {
         },
       },
     });
-    this.calls = new CoreCalls(init.index, init.cores, this.dispatcher, this.peers, this.toMain, () => performance.now());
+    this.calls = new CoreCalls(init.index, init.cores, this.dispatcher, this.peers, this.toMain, () => performance.now(), () => this.metrics.handedOver.inc());
     this.autoscaler = new AutoscalerLoop(this.dispatcher, clock, init.autoscalerTickMs);
     this.chains = new ChainCalls({
       runningCallOn: (node, id) => this.dispatcher.runningCallOn(node, id),
@@ -376,7 +377,7 @@ export class SchedulerCore implements InvokeRouter {
         }
         const sandboxesByState: Record<string, number> = {};
         for (const sb of d.allSandboxes()) sandboxesByState[sb.status] = (sandboxesByState[sb.status] ?? 0) + 1;
-        return { series: this.metrics.snapshot(), queuedByRank, sandboxesByState, pendingPlacements: d.pendingPlacements };
+        return { series: this.metrics.snapshot(), cpuSeconds: threadCpuSeconds().seconds, queuedByRank, sandboxesByState, pendingPlacements: d.pendingPlacements };
       }
       case 'activation':
         return this.ring.get(q.namespace, q.id);
@@ -390,6 +391,8 @@ export class SchedulerCore implements InvokeRouter {
       }
       case 'usage':
         return this.usage.take();
+      case 'ping':
+        return true;
     }
   }
 
