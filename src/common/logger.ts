@@ -6,7 +6,7 @@ export type { Logger };
  * One root logger per process. Components take a child logger in their
  * constructor (`log.child({ component: 'gateway' })`). Secrets are redacted.
  */
-export function createRootLogger(opts: { level?: string; name?: string; destination?: number } = {}): Logger {
+export function createRootLogger(opts: { level?: string; name?: string; destination?: number; sync?: boolean } = {}): Logger {
   const level = opts.level ?? process.env['BATON_LOG_LEVEL'] ?? 'info';
   return pino(
     {
@@ -18,7 +18,7 @@ export function createRootLogger(opts: { level?: string; name?: string; destinat
         censor: '[redacted]',
       },
     },
-    pino.destination({ dest: opts.destination ?? 2, sync: false }),
+    pino.destination({ dest: opts.destination ?? 2, sync: opts.sync ?? false }),
   );
 }
 

@@ -89,16 +89,17 @@ export interface ControlPlaneOptions {
 
 /** `/metrics` (every core's series merged in) and the process-fault counter, on the main thread's app. */
 function mountMetrics(app: uws.TemplatedApp, d: { metrics: ControlPlaneMetrics; cores: () => Promise<CoreMetricsSnapshot[]>; log: Logger }): void {
+  let coreFaults = { uncaughtExceptions: 0, unhandledRejections: 0 };
   new Counter({
     name: 'baton_process_faults_total',
-    help: 'Uncaught exceptions and unhandled rejections the process guard logged and survived (each one is a bug)',
+    help: 'Uncaught exceptions and unhandled rejections the process guard logged and survived, on the main thread and every scheduler core (each one is a bug)',
     labelNames: ['kind'],
     registers: [d.metrics.registry],
     collect() {
       const f = processFaults();
       this.reset();
-      this.inc({ kind: 'uncaught_exception' }, f.uncaughtExceptions);
-      this.inc({ kind: 'unhandled_rejection' }, f.unhandledRejections);
+      this.inc({ kind: 'uncaught_exception' }, f.uncaughtExceptions + coreFaults.uncaughtExceptions);
+      this.inc({ kind: 'unhandled_rejection' }, f.unhandledRejections + coreFaults.unhandledRejections);
     },
   });
   for (const method of ['get', 'head'] as const) {
@@ -108,6 +109,11 @@ function mountMetrics(app: uws.TemplatedApp, d: { metrics: ControlPlaneMetrics; 
       d.cores()
         .then((snaps) => {
           d.metrics.refresh(snaps);
+          coreFaults = { uncaughtExceptions: 0, unhandledRejections: 0 };
+          for (const c of snaps) {
+            coreFaults.uncaughtExceptions += c.faults.uncaughtExceptions;
+            coreFaults.unhandledRejections += c.faults.unhandledRejections;
+          }
           return d.metrics.registry.metrics();
         })
         .then(

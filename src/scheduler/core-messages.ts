@@ -97,6 +97,8 @@ export interface CoreMetricsSnapshot {
   series: Record<string, MetricSeries[]>;
   /** CPU time this core's thread has used since it started, seconds (see threadCpuSeconds). */
   cpuSeconds: number;
+  /** Faults the process guard caught on this core's thread (each one is a bug). */
+  faults: { uncaughtExceptions: number; unhandledRejections: number };
   queuedByRank: number[];
   sandboxesByState: Record<string, number>;
   pendingPlacements: number;

@@ -13,7 +13,8 @@ import { SchedulerCore } from './scheduler-core.js';
 const init = workerData as CoreInit;
 const port = parentPort;
 if (port === null) throw new Error('core-thread.js runs as a worker thread of the control plane');
-const log = createRootLogger({ level: init.logLevel, name: 'baton-controlplane' }).child({ component: 'core', core: init.index });
+// written at once: a thread's buffered lines would be lost when it ends, and a core logs little
+const log = createRootLogger({ level: init.logLevel, name: 'baton-controlplane', sync: true }).child({ component: 'core', core: init.index });
 installProcessGuard(log.child({ component: 'process-guard' }), `scheduler core ${init.index}`);
 
 const say = (m: CoreToMain): void => port.postMessage([m]);

@@ -17,6 +17,7 @@ import { ChainCalls } from '../controlplane/chain-calls.js';
 import { internRecord } from '../storage/intern-record.js';
 import { Interner } from '../common/interner.js';
 import { threadCpuSeconds } from '../common/thread-cpu.js';
+import { processFaults } from '../common/process-guard.js';
 import { closeApp, Exchange } from '../controlplane/http-kit.js';
 import { mountInvokeApi, type InvokeRouter } from '../controlplane/invoke-api.js';
 import { CallMetrics } from '../controlplane/metrics.js';
@@ -377,7 +378,7 @@ export class SchedulerCore implements InvokeRouter {
         }
         const sandboxesByState: Record<string, number> = {};
         for (const sb of d.allSandboxes()) sandboxesByState[sb.status] = (sandboxesByState[sb.status] ?? 0) + 1;
-        return { series: this.metrics.snapshot(), cpuSeconds: threadCpuSeconds().seconds, queuedByRank, sandboxesByState, pendingPlacements: d.pendingPlacements };
+        return { series: this.metrics.snapshot(), cpuSeconds: threadCpuSeconds().seconds, faults: { ...processFaults() }, queuedByRank, sandboxesByState, pendingPlacements: d.pendingPlacements };
       }
       case 'activation':
         return this.ring.get(q.namespace, q.id);
