@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LoadClient, openLoop, type Sample } from '../lib/load.js';
@@ -73,6 +73,7 @@ const HELP = `baton bench churn — sandbox churn, the Dirigent cold-start sweep
   --out FILE         write the results as JSON
   --profile DIR      write a CPU profile of the control plane (.cpuprofile) into DIR
   --scheduler-threads N  the control plane's scheduler cores (default: its own default, CPU cores - 1, at least 1)
+  --plot A.json,B.json --out F.svg   compare saved sweeps: writes F-completed.svg and F-p99.svg (no run)
 
 Every function has max scale 1 and a keep-alive shorter than the cooldown, so every
 invocation is a cold start. Starts its own control plane and fleet as child processes.
@@ -220,6 +221,41 @@ async function runRate(cp: Started, fleet: ChildProcess, client: LoadClient, o: 
   return result;
 }
 
+/**
+ * Several saved sweeps in one plot (`baton bench churn --plot A.json,B.json --out F.svg`):
+ * completed creations/s and e2e p99 against the offered rate, one line per sweep,
+ * labelled by its file's name (its scheduler threads in brackets).
+ */
+export function comparePlot(runs: readonly { label: string; results: readonly ChurnResult[] }[], title: string): { completed: string; latency: string } {
+  return {
+    completed: lineChart({
+      title: `${title}: creations completed in the window`,
+      xLabel: 'offered cold starts / s',
+      yLabel: 'completed / s',
+      series: [{ name: 'offered', points: runs[0]?.results.map((r): [number, number] => [r.rate, r.rate]) ?? [], dashed: true }, ...runs.map((run) => ({ name: run.label, points: run.results.map((r): [number, number] => [r.rate, r.completedPerSec]) }))],
+    }),
+    latency: lineChart({
+      title: `${title}: e2e p99 (failures included)`,
+      xLabel: 'offered cold starts / s',
+      yLabel: 'latency (ms, log)',
+      logY: true,
+      series: runs.map((run) => ({ name: run.label, points: run.results.map((r): [number, number] => [r.rate, Math.max(0.01, r.e2eMs.p99)]) })),
+    }),
+  };
+}
+
+function plotSaved(files: string[], out: string): void {
+  const runs = files.map((f) => {
+    const r = JSON.parse(readFileSync(f, 'utf8')) as { schedulerThreads?: number; results: ChurnResult[] };
+    return { label: `${basename(f).replace(/\.json$/, '')} (${r.schedulerThreads ?? 1})`, results: r.results };
+  });
+  const plots = comparePlot(runs, 'sandbox churn (emulated sandboxes)');
+  const stem = out.replace(/\.svg$/, '');
+  writeFileSync(`${stem}-completed.svg`, plots.completed);
+  writeFileSync(`${stem}-p99.svg`, plots.latency);
+  process.stdout.write(`plots written to ${stem}-completed.svg and ${stem}-p99.svg\n`);
+}
+
 /** Latency against offered rate, like Dirigent's cold-start sweep. */
 export function sweepPlot(results: readonly ChurnResult[], title: string): string {
   return lineChart({
@@ -278,6 +314,15 @@ export async function runChurnBench(o: ChurnOptions): Promise<{ emulated: true; 
 }
 
 export async function runChurnCli(argv: string[]): Promise<void> {
+  const plot = argv.indexOf('--plot');
+  if (plot !== -1) {
+    const files = (argv[plot + 1] ?? '').split(',').filter((f) => f !== '');
+    const outAt = argv.indexOf('--out');
+    const out = outAt === -1 ? undefined : argv[outAt + 1];
+    if (files.length === 0 || out === undefined) throw new RangeError('--plot A.json,B.json --out FILE.svg: give the saved sweeps to compare and where to write the plots');
+    plotSaved(files, out);
+    return;
+  }
   const o = parseChurnArgs(argv);
   if (o === undefined) {
     process.stdout.write(`${HELP}\n`);

@@ -72,10 +72,10 @@ describe('ChainCalls', () => {
     };
     chains = new ChainCalls({
       runningCallOn: (node, id) => d.runningCallOn(node, id),
-      defaultClass: (key) => d.functions.get(key)?.record.spec.priceClass,
+      classOf: (key) => d.functions.get(key)?.record.spec.priceClass,
       invokeChild: (parent, key, req, reply) => {
         const fn = d.functions.get(key);
-        if (fn !== undefined) d.invokeChild(parent, fn, req, reply);
+        if (fn !== undefined) d.invokeChild(parent, fn, { ...req, priceClass: req.priceClass ?? fn.record.spec.priceClass }, reply);
       },
       classes,
       budgets, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });

@@ -1,6 +1,6 @@
 import { asBatonError, BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { Call, InvocationRequest, InvocationResult, NodeState } from '../dataplane/types.js';
+import type { Call, InvocationResult, NodeState, RoutedRequest } from '../dataplane/types.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { CallResultFrame, ChainCallFrame } from '../protocol/messages.js';
 import type { BudgetGate } from './budget-gate.js';
@@ -9,10 +9,14 @@ import { DROP_REQUEST, responseOf } from './invoke-api.js';
 export interface ChainCallsOptions {
   /** The call running on this worker that a chain call names as its parent (Dispatcher.runningCallOn). */
   runningCallOn(node: NodeState, callId: string): Call | undefined;
-  /** A function's own price class, if it exists (whichever scheduler core owns it). */
-  defaultClass(key: string): string | undefined;
-  /** Run the accepted call as `parent`'s child, here or on the core that owns the callee; `reply` once. */
-  invokeChild(parent: Call, key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): void;
+  /** A function's own class if this core owns it; undefined if it would but there is none; null if another core owns it. */
+  classOf(key: string): string | undefined | null;
+  /**
+   * Run the accepted call as `parent`'s child, here or on the core that owns
+   * the callee; `reply` once. An undefined class is settled by the owner:
+   * the higher of the parent's and the one asked for (or the callee's own).
+   */
+  invokeChild(parent: Call, key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): void;
   classes: PriceClassSet;
   /** Monthly budgets: a chain call is admitted like a client's call, at the class it runs at. */
   budgets: Pick<BudgetGate, 'admit'>;
@@ -34,7 +38,7 @@ const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
 interface Accepted {
   parent: Call;
   key: string;
-  req: InvocationRequest;
+  req: RoutedRequest;
 }
 
 /**
@@ -84,7 +88,7 @@ export class ChainCalls {
       });
     }
     const key = `${ns}/${name}`;
-    const own = this.o.defaultClass(key);
+    const own = this.o.classOf(key);
     if (own === undefined) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
     const headers = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(f.headers)) {
@@ -93,8 +97,8 @@ export class ChainCalls {
       if (UNSAFE_VALUE.test(v)) throw new BatonError('bad_request', `ctx.invoke("${name}"): header ${key} has a CR, LF or NUL in its value`);
       headers[key] = v;
     }
-    const asked = f.priceClass ?? headers['x-price-class'] ?? own;
-    if (!this.o.classes.has(asked)) {
+    const asked = f.priceClass ?? headers['x-price-class'] ?? own ?? undefined;
+    if (asked !== undefined && !this.o.classes.has(asked)) {
       throw new BatonError('bad_request', `ctx.invoke("${name}"): unknown price class "${asked}"; configured classes: ${this.o.classes.names().join(', ')}`);
     }
     for (const k of DROP_REQUEST) delete headers[k];
@@ -104,9 +108,9 @@ export class ChainCalls {
     const method = f.method.toUpperCase();
     if (!TOKEN.test(method) || FORBIDDEN_METHODS.has(method)) throw new BatonError('bad_request', `ctx.invoke("${name}"): method ${JSON.stringify(f.method)} cannot be used`);
     if (!f.path.startsWith('/')) throw new BatonError('bad_request', `ctx.invoke("${name}"): path must start with "/", got ${JSON.stringify(f.path.slice(0, 64))}`);
-    // no priority inversion: the callee runs at least at its caller's class
-    const priceClass = this.o.classes.effective([parent.req.priceClass, asked]).name;
-    this.o.budgets.admit(ns, priceClass);
+    // no priority inversion: the callee runs at least at its caller's class (a callee of another core: settled there)
+    const priceClass = own === null ? asked : this.o.classes.effective([parent.req.priceClass, asked as string]).name;
+    if (priceClass !== undefined && own !== null) this.o.budgets.admit(ns, priceClass);
     return { parent, key, req: { method, path: f.path, headers, body: f.body, priceClass } };
   }
 }
@@ -121,7 +125,9 @@ function errorFrame(reqId: number, err: BatonError): CallResultFrame {
 /** The callee's answer exactly as a client of the public gateway would get it, without the HTTP framing. */
 function resultFrame(reqId: number, r: InvocationResult): CallResultFrame {
   const out = responseOf(r);
-  const frame: CallResultFrame = { t: 'callResult', reqId, callId: r.callId, status: out.status, headers: out.headers, body: typeof out.body === 'string' ? ENCODER.encode(out.body) : out.body };
+  const frame: CallResultFrame = { t: 'callResult', reqId, status: out.status, headers: out.headers, body: typeof out.body === 'string' ? ENCODER.encode(out.body) : out.body };
+  // (a call refused before it existed, by the core that owns the callee, has no id)
+  if (r.callId !== '') frame.callId = r.callId;
   if (r.error !== undefined) frame.error = r.error;
   // a 1xx from the callee is not a final status: responseOf made it a 502 with an error body
   else if (out.status !== r.status) frame.error = { code: 'function_error', message: `the function answered with status ${r.status}, which is not a final HTTP status` };

@@ -368,7 +368,15 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
           answer(Promise.reject(new BatonError('not_found', `function "${name ?? m.key}" not found in namespace "${ns ?? ''}"`)));
           return;
         }
-        const req = requestOf(m.req, m.priceClass);
+        const priceClass = m.priceClass ?? rec.spec.priceClass;
+        try {
+          // (the core that took it admitted it only if it knew its class)
+          budgets.admit(rec.namespace, priceClass);
+        } catch (e) {
+          answer(Promise.reject(e instanceof Error ? e : new Error(String(e))));
+          return;
+        }
+        const req = requestOf(m.req, priceClass);
         delete req.arrivedAt;
         answer(asyncInvoker.accept(rec, req, m.callbackUrl));
         return;

@@ -1,18 +1,22 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { InvocationRequest, InvocationResult } from '../dataplane/types.js';
+import type { InvocationResult, RoutedRequest } from '../dataplane/types.js';
 import type { Authenticator, Principal } from './auth.js';
 import { Exchange, decodeSegment, readRequest, type RequestInfo } from './http-kit.js';
 
 /** Where the invocation routes send calls: the scheduler core's view of every function, and the ways to run one. */
 export interface InvokeRouter {
-  /** A function's own price class, if it exists (whichever scheduler core owns it). */
-  defaultClass(key: string): string | undefined;
+  /**
+   * A function's own price class if this scheduler core owns it; undefined
+   * if it would own it but there is no such function; null if another core
+   * owns it (that one knows whether it exists, and its class).
+   */
+  classOf(key: string): string | undefined | null;
   /** Run a call (here, or on the core that owns the function); `reply` exactly once. Returns a cancel, for a caller that went away. */
-  call(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): () => void;
+  call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void;
   /** Store an async call durably; resolves with its id once it is. */
-  accept(key: string, req: InvocationRequest, callbackUrl: string | undefined): Promise<{ id: string; status: string }>;
+  accept(key: string, req: RoutedRequest, callbackUrl: string | undefined): Promise<{ id: string; status: string }>;
 }
 
 export interface InvokeDeps {
@@ -53,7 +57,8 @@ function serverTiming(r: InvocationResult): string {
 interface Target {
   key: string;
   ns: string;
-  priceClass: string;
+  /** Undefined: another core owns the function and settles its class. */
+  priceClass: string | undefined;
   subPath: string;
   headers: Record<string, string>;
 }
@@ -70,13 +75,15 @@ function resolveTarget(d: InvokeDeps, info: RequestInfo, who: Principal, prefix:
   if (name === '') throw new BatonError('bad_request', `missing function name: POST ${prefix}{name}`);
   if (ns !== who.namespace && !who.admin) throw new BatonError('forbidden', `this API key belongs to namespace "${who.namespace}" and cannot invoke functions of "${ns}"`);
   const key = `${ns}/${name}`;
-  const own = d.router.defaultClass(key);
+  const own = d.router.classOf(key);
   if (own === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
-  const priceClass = info.headers['x-price-class'] ?? own;
-  if (!d.priceClasses.includes(priceClass)) {
-    throw new BatonError('bad_request', `X-Price-Class: unknown price class "${priceClass}"; configured classes: ${d.priceClasses.join(', ')}`);
+  const asked = info.headers['x-price-class'];
+  if (asked !== undefined && !d.priceClasses.includes(asked)) {
+    throw new BatonError('bad_request', `X-Price-Class: unknown price class "${asked}"; configured classes: ${d.priceClasses.join(', ')}`);
   }
-  d.budgets.admit(ns, priceClass);
+  // a function of another core: that core knows its class (and whether it exists), and admits the call
+  const priceClass = asked ?? own ?? undefined;
+  if (priceClass !== undefined) d.budgets.admit(ns, priceClass);
   const headers = Object.create(null) as Record<string, string>;
   for (const k in info.headers) if (!DROP_REQUEST.has(k)) headers[k] = info.headers[k] as string;
   return { key, ns, priceClass, subPath, headers };
@@ -147,8 +154,11 @@ export function mountInvokeApi(app: TemplatedApp, d: InvokeDeps): void {
 
   function reply(ex: Exchange, r: InvocationResult): void {
     const { status, headers, body } = responseOf(r);
-    headers['x-call-id'] = r.callId;
-    headers['server-timing'] = serverTiming(r);
+    // a call the owner core refused before it existed (no such function, over budget) has no id and no timing
+    if (r.callId !== '') {
+      headers['x-call-id'] = r.callId;
+      headers['server-timing'] = serverTiming(r);
+    }
     // usually called from a worker's WebSocket message: write outside that callback
     ex.sendSoon(status, headers, body);
   }

@@ -110,6 +110,13 @@ export interface InvocationRequest {
   arrivedAt?: number;
 }
 
+/**
+ * A call on its way to the scheduler core that owns its function: its class
+ * may not be settled yet (undefined: the owner settles it, from the
+ * function's own class, and admits it against the budget).
+ */
+export type RoutedRequest = Omit<InvocationRequest, 'priceClass'> & { priceClass: string | undefined };
+
 /** What a call consumed, as its worker measured it. */
 export interface CallUsage {
   cpuMs: number;

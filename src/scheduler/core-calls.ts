@@ -1,6 +1,7 @@
 import { BatonError, type WireError } from '../common/errors.js';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { Call, InvocationRequest, InvocationResult } from '../dataplane/types.js';
+import type { FunctionRuntime } from '../dataplane/function-runtime.js';
+import type { Call, InvocationRequest, InvocationResult, RoutedRequest } from '../dataplane/types.js';
 import { ownerCore } from '../protocol/shard.js';
 import type { CoreToCore, CoreToMain, WireRequest } from './core-messages.js';
 import type { PortOutbox } from './port-outbox.js';
@@ -18,15 +19,22 @@ export function errorResult(err: BatonError, callId = ''): InvocationResult {
 export const toAbsolute = (localMs: number): number => performance.timeOrigin + localMs;
 export const toLocal = (absoluteMs: number): number => absoluteMs - performance.timeOrigin;
 
-export function wireOf(req: InvocationRequest, now: number): WireRequest {
-  const w: WireRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body, priceClass: req.priceClass, arrivedAt: toAbsolute(req.arrivedAt ?? now) };
+export function wireOf(req: RoutedRequest, now: number): WireRequest {
+  const w: WireRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body, priceClass: req.priceClass, admitted: req.priceClass !== undefined, arrivedAt: toAbsolute(req.arrivedAt ?? now) };
   if (req.parentId !== undefined) w.parentId = req.parentId;
   if (req.depth !== undefined) w.depth = req.depth;
   return w;
 }
 
-export function requestOf(w: WireRequest, fallbackClass: string, async = false): InvocationRequest {
-  const req: InvocationRequest = { method: w.method, path: w.path, headers: w.headers, body: w.body, priceClass: w.priceClass ?? fallbackClass, arrivedAt: toLocal(w.arrivedAt) };
+/** A routed request whose class is settled: the one it carries, else `own` (the function's). */
+function settled(req: RoutedRequest, own: string): InvocationRequest {
+  if (req.priceClass === undefined) req.priceClass = own;
+  return req as InvocationRequest;
+}
+
+/** The request a call handed over from another thread runs as, at its settled class. */
+export function requestOf(w: WireRequest, priceClass: string, async = false): InvocationRequest {
+  const req: InvocationRequest = { method: w.method, path: w.path, headers: w.headers, body: w.body, priceClass, arrivedAt: toLocal(w.arrivedAt) };
   if (w.parentId !== undefined) req.parentId = w.parentId;
   if (w.depth !== undefined) req.depth = w.depth;
   if (async) req.async = true;
@@ -57,6 +65,13 @@ export class CoreCalls {
     private readonly peers: readonly (PortOutbox<CoreToCore> | undefined)[],
     private readonly toMain: PortOutbox<CoreToMain>,
     private readonly now: () => number,
+    /**
+     * The class a call handed over from another core runs at, settled here
+     * (the function's own, or the higher of its parent's and the one asked
+     * for) and admitted against the budget if the other core could not;
+     * throws the refusal (budget_exceeded).
+     */
+    private readonly settle: (fn: FunctionRuntime, w: WireRequest) => string,
     /** A call was handed to its owner (for metrics). */
     private readonly onHandOver: () => void = () => undefined,
   ) {}
@@ -70,20 +85,34 @@ export class CoreCalls {
     return { forwarded: this.forwarded.size, serving: this.serving.size };
   }
 
-  /** Run a call on this core (it owns the function). Returns a cancel. */
-  runHere(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void, id?: string): { call: Call | undefined; cancel: () => void } {
+  /** Run a call on this core (it owns the function); an unsettled class is the function's own. Returns a cancel. */
+  runHere(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void, id?: string): { call: Call | undefined; cancel: () => void } {
     const fn = this.dispatcher.functions.get(key);
     if (fn === undefined) {
       const [ns, name] = key.split('/');
       reply(errorResult(new BatonError('not_found', `function "${name ?? key}" not found in namespace "${ns ?? ''}"`), id));
       return { call: undefined, cancel: () => undefined };
     }
-    const call = this.dispatcher.invoke(fn, req, reply, id);
+    const call = this.dispatcher.invoke(fn, settled(req, fn.record.spec.priceClass), reply, id);
     return { call, cancel: () => this.dispatcher.cancel(call) };
   }
 
+  /** A call another thread handed over: its class settled (and admitted) here, then run. */
+  private runHandedOver(key: string, w: WireRequest, reply: (r: InvocationResult) => void, id?: string): Call | undefined {
+    const fn = this.dispatcher.functions.get(key);
+    if (fn === undefined) return this.runHere(key, requestOf(w, ''), reply, id).call;
+    let priceClass: string;
+    try {
+      priceClass = this.settle(fn, w);
+    } catch (e) {
+      reply(errorResult(e instanceof BatonError ? e : new BatonError('internal', String(e)), id));
+      return undefined;
+    }
+    return this.dispatcher.invoke(fn, requestOf(w, priceClass, id !== undefined), reply, id);
+  }
+
   /** Run a call wherever its function lives; `reply` once. Returns a cancel (the caller went away). */
-  call(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): () => void {
+  call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void {
     const owner = ownerCore(key, this.cores);
     if (owner === this.index) return this.runHere(key, req, reply).cancel;
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
@@ -97,12 +126,12 @@ export class CoreCalls {
   }
 
   /** A chain call from `parent` (running here) to `key`, wherever that lives. */
-  child(parent: Call, key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): void {
+  child(parent: Call, key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): void {
     const owner = ownerCore(key, this.cores);
     if (owner === this.index) {
       const fn = this.dispatcher.functions.get(key);
       if (fn === undefined) reply(errorResult(new BatonError('not_found', `ctx.invoke: function ${key} no longer exists`)));
-      else this.dispatcher.invokeChild(parent, fn, req, reply);
+      else this.dispatcher.invokeChild(parent, fn, settled(req, fn.record.spec.priceClass), reply);
       return;
     }
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
@@ -115,7 +144,11 @@ export class CoreCalls {
     });
     req.parentId = parent.id;
     req.depth = (parent.req.depth ?? 0) + 1;
-    peer.send({ t: 'call', rid, key, req: wireOf(req, this.now()) });
+    const w = wireOf(req, this.now());
+    // the owner settles the class (at least the parent's) and admits it
+    w.parentClass = parent.req.priceClass;
+    w.admitted = false;
+    peer.send({ t: 'call', rid, key, req: w });
   }
 
   /** A message from another core. */
@@ -124,7 +157,7 @@ export class CoreCalls {
       case 'call': {
         const peer = this.peers[from] as PortOutbox<CoreToCore>;
         const tag = `${from}:${m.rid}`;
-        const { call } = this.runHere(m.key, requestOf(m.req, 'standard'), (result) => {
+        const call = this.runHandedOver(m.key, m.req, (result) => {
           this.serving.delete(tag);
           peer.send({ t: 'done', rid: m.rid, result });
         });
@@ -152,9 +185,9 @@ export class CoreCalls {
   /** An async call's attempt, from the main thread. */
   fromMain(rid: number, key: string, id: string, w: WireRequest): void {
     const tag = `m:${rid}`;
-    const { call } = this.runHere(
+    const call = this.runHandedOver(
       key,
-      requestOf(w, 'standard', true),
+      w,
       (result) => {
         this.serving.delete(tag);
         this.toMain.send({ t: 'done', rid, result });

@@ -53,8 +53,14 @@ export interface WireRequest {
   path: string;
   headers: Record<string, string>;
   body: Uint8Array;
-  /** Asked for with X-Price-Class (or ctx.invoke's option); else the function's own. */
+  /**
+   * The class it runs at, when the core that took it could settle it (and
+   * then admitted it against the budget: `admitted`); else what was asked for
+   * with X-Price-Class or ctx.invoke's option, if anything, and the owner
+   * settles it from the function's own class.
+   */
   priceClass?: string | undefined;
+  admitted?: boolean | undefined;
   /** Absolute arrival time. */
   arrivedAt: number;
   /** A chain call: the call it was made from, its depth, and the class it runs at least at. */
@@ -158,7 +164,7 @@ export type CoreToMain =
   | { t: 'usage'; rows: UsageRow[] }
   | { t: 'gone'; items: [nodeId: string, name: string, functionKey: string][] }
   | { t: 'done'; rid: number; result: InvocationResult }
-  | { t: 'asyncAccept'; rid: number; key: string; req: WireRequest; priceClass: string; callbackUrl?: string | undefined }
+  | { t: 'asyncAccept'; rid: number; key: string; req: WireRequest; priceClass: string | undefined; callbackUrl?: string | undefined }
   | { t: 'reply'; rid: number; value?: unknown; error?: WireError }
   | { t: 'throttled'; namespace: string; priceClass: string };
 

@@ -3,7 +3,7 @@ import { systemClock } from '../common/clock.js';
 import { BatonError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { Dispatcher } from '../dataplane/dispatcher.js';
-import type { InvocationRequest, InvocationResult } from '../dataplane/types.js';
+import type { InvocationResult, RoutedRequest } from '../dataplane/types.js';
 import { PriceClassSet } from '../policies/price-classes.js';
 import { createRng } from '../policies/rng.js';
 import { MAX_FRAME_BYTES } from '../protocol/codec.js';
@@ -73,11 +73,6 @@ export class SchedulerCore implements InvokeRouter {
   private readonly usage: UsageDeltas;
   private readonly ring: ActivationRing;
   private readonly metrics = new CallMetrics();
-  /**
-   * The own price class of every function another core owns, by key: for
-   * admission and routing here (this core's own functions are in its dispatcher).
-   */
-  private readonly directory = new Map<string, string>();
   private readonly strings = new Interner();
   private readonly mirrors = new Map<number, NodeMirror>();
   private readonly bySession = new Map<string, NodeMirror>();
@@ -141,11 +136,26 @@ export class SchedulerCore implements InvokeRouter {
         },
       },
     });
-    this.calls = new CoreCalls(init.index, init.cores, this.dispatcher, this.peers, this.toMain, () => performance.now(), () => this.metrics.handedOver.inc());
+    this.calls = new CoreCalls(
+      init.index,
+      init.cores,
+      this.dispatcher,
+      this.peers,
+      this.toMain,
+      () => performance.now(),
+      (fn, w) => {
+        const own = fn.record.spec.priceClass;
+        // a chain call runs at least at its parent's class
+        const cls = w.parentClass === undefined ? (w.priceClass ?? own) : this.classes.effective([w.parentClass, w.priceClass ?? own]).name;
+        if (w.admitted !== true) this.throttle.admit(fn.record.namespace, cls);
+        return cls;
+      },
+      () => this.metrics.handedOver.inc(),
+    );
     this.autoscaler = new AutoscalerLoop(this.dispatcher, clock, init.autoscalerTickMs);
     this.chains = new ChainCalls({
       runningCallOn: (node, id) => this.dispatcher.runningCallOn(node, id),
-      defaultClass: (key) => this.defaultClass(key),
+      classOf: (key) => this.classOf(key),
       invokeChild: (parent, key, req, reply) => this.calls.child(parent, key, req, reply),
       classes: this.classes,
       budgets: this.throttle,
@@ -196,15 +206,22 @@ export class SchedulerCore implements InvokeRouter {
 
   // ------------------------------------------------------------ InvokeRouter
 
-  defaultClass(key: string): string | undefined {
-    return this.dispatcher.functions.get(key)?.record.spec.priceClass ?? this.directory.get(key);
+  /**
+   * What this core knows of a function: its own class if it owns it,
+   * undefined if it would own it but there is none, null if another core owns
+   * it. A core keeps no record of other cores' functions (it cost 77 B per
+   * function per core): the owner settles those calls' class and admission.
+   */
+  classOf(key: string): string | undefined | null {
+    if (!this.calls.owns(key)) return null;
+    return this.dispatcher.functions.get(key)?.record.spec.priceClass;
   }
 
-  call(key: string, req: InvocationRequest, reply: (r: InvocationResult) => void): () => void {
+  call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void {
     return this.calls.call(key, req, reply);
   }
 
-  accept(key: string, req: InvocationRequest, callbackUrl: string | undefined): Promise<{ id: string; status: string }> {
+  accept(key: string, req: RoutedRequest, callbackUrl: string | undefined): Promise<{ id: string; status: string }> {
     const { rid, answer } = this.mainReplies.open<{ id: string; status: string }>();
     this.toMain.send({ t: 'asyncAccept', rid, key, req: wireOf(req, performance.now()), priceClass: req.priceClass, callbackUrl });
     return answer;
@@ -229,11 +246,9 @@ export class SchedulerCore implements InvokeRouter {
           const r = internRecord(cloned, this.strings);
           const key = `${r.namespace}/${r.name}`;
           if (this.calls.owns(key)) this.dispatcher.upsertFunction(r);
-          else this.directory.set(key, r.spec.priceClass);
         }
         return;
       case 'functionRemoved':
-        this.directory.delete(m.key);
         if (this.calls.owns(m.key)) this.dispatcher.removeFunction(m.key);
         return;
       case 'nodeJoined': {
