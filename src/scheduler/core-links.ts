@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger.js';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
 import { decodeWorkerFrame, encodeFrame, MAX_FRAME_BYTES } from '../protocol/codec.js';
 import { CloseCode, LINK_PATH, PROTOCOL_VERSION, type ControlFrame, type LinkHelloFrame, type WorkerFrame } from '../protocol/messages.js';
-import { tokenMatches } from '../controlplane/auth.js';
+import { upgradeWorker } from './worker-upgrade.js';
 import type { ChainCalls } from '../controlplane/chain-calls.js';
 import { closeApp } from '../controlplane/http-kit.js';
 import type { NodeMirror } from './node-mirror.js';
@@ -61,21 +61,7 @@ export class CoreLinks {
       maxPayloadLength: MAX_FRAME_BYTES,
       maxBackpressure: MAX_FRAME_BYTES,
       idleTimeout: 0,
-      upgrade: (res, req, context) => {
-        const auth = req.getHeader('authorization');
-        const key = req.getHeader('sec-websocket-key');
-        const protocol = req.getHeader('sec-websocket-protocol');
-        const extensions = req.getHeader('sec-websocket-extensions');
-        const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
-        const m = /^Bearer\s+(\S+)$/i.exec(auth);
-        if (m === null || !tokenMatches(m[1] ?? '', o.joinTokenHash)) {
-          this.log.warn({ remote }, 'data link rejected: missing or wrong join token');
-          res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'worker join token missing or wrong' } }));
-          return;
-        }
-        res.upgrade<Link>({ remote, node: undefined, closed: false, timer: undefined, parked: undefined }, key, protocol, extensions, context);
-      },
+      upgrade: (res, req, context) => upgradeWorker<Link>(res, req, context, o.joinTokenHash, this.log, 'data link', (remote) => ({ remote, node: undefined, closed: false, timer: undefined, parked: undefined })),
       open: (ws) => {
         this.sockets.add(ws);
         const l = ws.getUserData();

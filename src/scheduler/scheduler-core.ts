@@ -10,7 +10,7 @@ import { MAX_FRAME_BYTES } from '../protocol/codec.js';
 import { CloseCode, WORKER_PATH } from '../protocol/messages.js';
 import { SqliteKeyReader } from '../storage/sqlite-key-reader.js';
 import { recordOf, ActivationRing } from '../controlplane/activations.js';
-import { Authenticator, tokenMatches } from '../controlplane/auth.js';
+import { Authenticator } from '../controlplane/auth.js';
 import { AutoscalerLoop } from '../controlplane/autoscaler-loop.js';
 import { ThrottleTable } from '../controlplane/budget-gate.js';
 import { ChainCalls } from '../controlplane/chain-calls.js';
@@ -31,6 +31,7 @@ import { NodeMirror } from './node-mirror.js';
 import { PendingReplies, PortOutbox, receive, type PostTarget } from './port-outbox.js';
 import { SharedCorePool } from './shared-core-pool.js';
 import { SharedNodes } from './shared-nodes.js';
+import { upgradeWorker } from './worker-upgrade.js';
 
 interface ControlConn {
   conn: number;
@@ -430,22 +431,12 @@ export class SchedulerCore implements InvokeRouter {
       maxPayloadLength: MAX_FRAME_BYTES,
       maxBackpressure: MAX_FRAME_BYTES,
       idleTimeout: 0,
-      upgrade: (res, req, context) => {
-        const auth = req.getHeader('authorization');
-        const key = req.getHeader('sec-websocket-key');
-        const protocol = req.getHeader('sec-websocket-protocol');
-        const extensions = req.getHeader('sec-websocket-extensions');
-        const m = /^Bearer\s+(\S+)$/i.exec(auth);
-        if (m === null || !tokenMatches(m[1] ?? '', this.init.joinTokenHash)) {
-          this.log.warn({ remote: Buffer.from(res.getRemoteAddressAsText()).toString() }, 'worker rejected: missing or wrong join token');
-          res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'worker join token missing or wrong' } }));
-          return;
-        }
-        const conn = this.nextConn;
-        this.nextConn += this.init.cores;
-        res.upgrade<ControlConn>({ conn, closed: false }, key, protocol, extensions, context);
-      },
+      upgrade: (res, req, context) =>
+        upgradeWorker<ControlConn>(res, req, context, this.init.joinTokenHash, this.log, 'worker', () => {
+          const conn = this.nextConn;
+          this.nextConn += this.init.cores;
+          return { conn, closed: false };
+        }),
       open: (ws) => {
         const c = ws.getUserData();
         this.controlConns.set(c.conn, ws);

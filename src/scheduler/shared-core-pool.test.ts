@@ -3,6 +3,32 @@ import { CorePool } from '../policies/core-pool.js';
 import { PACE, runChurnThreads, runPacedThread, runStressThreads, type ChurnResult, type ChurnTask, type StressResult, type StressTask } from './pool-exercise.js';
 import { MAX_CORES, SharedCorePool } from './shared-core-pool.js';
 
+/**
+ * A second thread that stops at each step the test names (pool-exercise's
+ * paced task): `reached(k)` waits until it stopped at pause k, `resume(k)`
+ * lets it past pause k. Resolves once it reached its first pause.
+ */
+async function paced(task: Omit<Extract<Parameters<typeof runPacedThread>[0], { kind: 'paced' }>, 'pace'>): Promise<{ done: ReturnType<typeof runPacedThread>; reached: (k: number) => void; resume: (k: number) => void }> {
+  const paceBuffer = new SharedArrayBuffer(PACE.ints * 4);
+  const pace = new Int32Array(paceBuffer);
+  const done = runPacedThread({ ...task, pace: paceBuffer });
+  const realLoad = Atomics.load.bind(Atomics) as (a: Int32Array, i: number) => number;
+  const reached = (k: number): void => {
+    for (let p = realLoad(pace, PACE.paused); p < k; p = realLoad(pace, PACE.paused)) {
+      if (Atomics.wait(pace, PACE.paused, p, 10_000) === 'timed-out') throw new Error(`the paced thread did not reach pause ${k}`);
+    }
+  };
+  const resume = (k: number): void => {
+    Atomics.store(pace, PACE.resumed, k);
+    Atomics.notify(pace, PACE.resumed);
+  };
+  for (let waited = 0; realLoad(pace, PACE.paused) < 1; waited++) {
+    if (waited > 10_000) throw new Error('the paced thread did not start');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return { done, reached, resume };
+}
+
 /** Every core's list, asserting each core is in exactly one list and that it is its home shard's. */
 function listsOf(pool: SharedCorePool): number[][] {
   return Array.from({ length: pool.shards }, (_, s) => pool.idleCores(s));
@@ -589,24 +615,9 @@ describe('SharedCorePool, machines that join and leave (several threads)', () =>
     const pool = SharedCorePool.createEmpty(3, 5, 1); // machine (= core) m in shard m % 3
     pool.addCores(3, 1);
     pool.addCores(4, 1);
-    const paceBuffer = new SharedArrayBuffer(PACE.ints * 4);
-    const pace = new Int32Array(paceBuffer);
-    const done = runPacedThread({ kind: 'paced', pool: pool.buffer, pace: paceBuffer, machines: [0, 1, 0, 1] });
+    const { done, reached, resume } = await paced({ kind: 'paced', pool: pool.buffer, machines: [0, 1, 0, 1] });
     const realLoad = Atomics.load.bind(Atomics) as (a: Int32Array, i: number) => number;
-    const reached = (k: number): void => {
-      for (let p = realLoad(pace, PACE.paused); p < k; p = realLoad(pace, PACE.paused)) {
-        if (Atomics.wait(pace, PACE.paused, p, 10_000) === 'timed-out') throw new Error(`the paced thread did not reach pause ${k}`);
-      }
-    };
-    const resume = (k: number): void => {
-      Atomics.store(pace, PACE.resumed, k);
-      Atomics.notify(pace, PACE.resumed);
-    };
-    // the first reservation: shard 0's count is 0, its core promised to acquireOn(0)
-    for (let waited = 0; realLoad(pace, PACE.paused) < 1; waited++) {
-      if (waited > 10_000) throw new Error('the paced thread did not start');
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    // (paced() returns at the first reservation: shard 0's count is 0, its core promised to acquireOn(0))
     const stride = (pool.buffer.byteLength / 4 - 16) / 3; // header 16 ints, then one block per shard, state word first
     const states = [16, 16 + stride, 16 + 2 * stride];
     let reads = 0;
@@ -658,23 +669,8 @@ describe('SharedCorePool, machines that join and leave (several threads)', () =>
     expect(held).toHaveLength(40);
     pool.release(35);
     pool.addCores(1, 6);
-    const paceBuffer = new SharedArrayBuffer(PACE.ints * 4);
-    const pace = new Int32Array(paceBuffer);
-    const done = runPacedThread({ kind: 'paced', pool: pool.buffer, pace: paceBuffer, machines: [0], pauseBeforeLoads: true });
+    const { done, reached, resume } = await paced({ kind: 'paced', pool: pool.buffer, machines: [0], pauseBeforeLoads: true });
     const realLoad = Atomics.load.bind(Atomics) as (a: Int32Array, i: number) => number;
-    const reached = (k: number): void => {
-      for (let p = realLoad(pace, PACE.paused); p < k; p = realLoad(pace, PACE.paused)) {
-        if (Atomics.wait(pace, PACE.paused, p, 10_000) === 'timed-out') throw new Error(`the paced thread did not reach pause ${k}`);
-      }
-    };
-    const resume = (k: number): void => {
-      Atomics.store(pace, PACE.resumed, k);
-      Atomics.notify(pace, PACE.resumed);
-    };
-    for (let waited = 0; realLoad(pace, PACE.paused) < 1; waited++) {
-      if (waited > 10_000) throw new Error('the paced thread did not start');
-      await new Promise((r) => setTimeout(r, 1));
-    }
     // pause 1: reserved; pause 2: before reading word 0; pause 3: before reading word 1
     resume(1);
     reached(2);
