@@ -77,8 +77,8 @@ describe('scheduler cores (2 worker threads)', () => {
     // the kernel gave some connections to the core that does not own the function: those calls were handed over
     expect(await metric(cp, 'baton_calls_handed_over_total')).toBeGreaterThan(0);
     // nothing left running or queued anywhere
-    const status = (await api(cp, 'GET', '/v1/status')).body as { inflight: number; queued: number };
-    expect(status).toMatchObject({ inflight: 0, queued: 0 });
+    const status = (await api(cp, 'GET', '/v1/status')).body as { inflight: number; queued: number; schedulerThreads: number };
+    expect(status).toMatchObject({ inflight: 0, queued: 0, schedulerThreads: CORES });
   });
 
   it('a chain call to a function of the other core runs there, and its answer comes back to the caller', { timeout: 60_000 }, async () => {

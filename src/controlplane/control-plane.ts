@@ -314,7 +314,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   // The main thread's own app, on loopback: every request but invocations reaches it, forwarded by the cores.
   const app = uws.App();
   const routes = new RouteTable(app, auth, log);
-  mountManagementApi({ routes, store, auth, functions, cluster, nodes, clock, maxManagementBodyBytes, version: BATON_VERSION, startedAt });
+  mountManagementApi({ routes, store, auth, functions, cluster, nodes, clock, maxManagementBodyBytes, version: BATON_VERSION, startedAt, schedulerThreads: threads });
   const fetchLogs = mountLogsApi({ routes, functions, logs });
   mountActivationsApi({ routes, store, activations, async: asyncInvoker, ledger, budgets, clock, fetchLogs, collectUsage });
   mountMetrics(app, { metrics, cores: () => host_().queryAll<CoreMetricsSnapshot>({ q: 'metrics' }), log });

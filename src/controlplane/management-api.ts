@@ -29,6 +29,8 @@ export interface ManagementDeps {
   clock: Clock;
   maxManagementBodyBytes: number;
   version: string;
+  /** Scheduler cores running the data plane. */
+  schedulerThreads: number;
   startedAt: number;
 }
 
@@ -148,6 +150,6 @@ export function mountManagementApi(d: ManagementDeps): void {
     let fns = 0;
     for (const [ns, n] of functions.counts()) if (who.admin || ns === who.namespace) fns += n;
     const { sandboxes, inflight, queued } = await d.cluster.status(who.admin ? undefined : who.namespace);
-    ex.json(200, { version: d.version, uptimeS: Math.round((d.clock.now() - d.startedAt) / 1000), nodes: { ready, total }, functions: fns, sandboxes, inflight, queued });
+    ex.json(200, { version: d.version, uptimeS: Math.round((d.clock.now() - d.startedAt) / 1000), schedulerThreads: d.schedulerThreads, nodes: { ready, total }, functions: fns, sandboxes, inflight, queued });
   });
 }

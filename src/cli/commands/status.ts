@@ -4,6 +4,7 @@ import type { Invocation } from '../command-table.js';
 interface StatusView {
   version: string;
   uptimeS: number;
+  schedulerThreads: number;
   nodes: { ready: number; total: number };
   functions: number;
   sandboxes: number;
@@ -20,6 +21,6 @@ export async function run({ globals }: Invocation): Promise<void> {
     return;
   }
   process.stdout.write(
-    `gateway:   ${t.gateway}\nversion:   ${r.version}\nuptime:    ${r.uptimeS}s\nworkers:   ${r.nodes.ready} ready of ${r.nodes.total}\nfunctions: ${r.functions}\nsandboxes: ${r.sandboxes}\nin flight: ${r.inflight}\nqueued:    ${r.queued}\n`,
+    `gateway:   ${t.gateway}\nversion:   ${r.version}\nuptime:    ${r.uptimeS}s\nscheduler: ${r.schedulerThreads} core${r.schedulerThreads === 1 ? '' : 's'}\nworkers:   ${r.nodes.ready} ready of ${r.nodes.total}\nfunctions: ${r.functions}\nsandboxes: ${r.sandboxes}\nin flight: ${r.inflight}\nqueued:    ${r.queued}\n`,
   );
 }
