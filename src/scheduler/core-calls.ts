@@ -80,11 +80,6 @@ export class CoreCalls {
     return ownerCore(key, this.cores) === this.index;
   }
 
-  /** Calls forwarded and not answered yet, and calls run for others and not answered yet. */
-  get inFlight(): { forwarded: number; serving: number } {
-    return { forwarded: this.forwarded.size, serving: this.serving.size };
-  }
-
   /** Run a call on this core (it owns the function); an unsettled class is the function's own. Returns a cancel. */
   runHere(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void, id?: string): { call: Call | undefined; cancel: () => void } {
     const fn = this.dispatcher.functions.get(key);
