@@ -73,7 +73,7 @@ function run(t: ColdTask): ColdThreadResult {
   const mirrors: NodeMirror[] = [];
   const ready: NodeMirror[] = [];
   for (let slot = 0; slot < nodes.slots; slot++) {
-    const m = new NodeMirror(nodes, slot, nodes.generation(slot), `node-${slot}`, `node-${slot}`, 'emulated', t.memoryMb, `ses-${slot}`, 0);
+    const m = new NodeMirror(nodes, slot, nodes.generation(slot), `node-${slot}`, `node-${slot}`, t.memoryMb, `ses-${slot}`);
     m.send = (f) => {
       sent.push(f);
       sentTo.push(m);

@@ -166,7 +166,7 @@ export async function runColdThreads(o: ColdRunOptions): Promise<ColdRun> {
     // heartbeats: every worker reports its memory free again (the sandboxes placed meanwhile are gone)
     heartbeat = setInterval(() => {
       const now = abs();
-      for (let slot = 0; slot < o.nodes; slot++) shared.report(slot, memoryMb, 0, 0, now);
+      for (let slot = 0; slot < o.nodes; slot++) shared.report(slot, memoryMb, now);
       memoryReports++;
     }, COLD_HEARTBEAT_MS);
     Atomics.store(control, COLD_CONTROL.go, 1);

@@ -6,6 +6,8 @@ import { Dispatcher } from '../dataplane/dispatcher.js';
 import type { Call, NodeState } from '../dataplane/types.js';
 import { PriceClassSet } from '../policies/price-classes.js';
 import type { CallResultFrame, ChainCallFrame, ControlFrame, InvokeFrame } from '../protocol/messages.js';
+import { CoreCalls } from '../scheduler/core-calls.js';
+import { PortOutbox } from '../scheduler/port-outbox.js';
 import type { FunctionRecord } from '../storage/store.js';
 import { ChainCalls } from './chain-calls.js';
 
@@ -30,20 +32,13 @@ function node(id: string, sent: ControlFrame[]): NodeState {
   return {
     id,
     name: id,
-    runtime: 'emulated',
-    cores: 1,
-    memoryMb: 1000,
-    freeMemoryMb: 1000,
     status: 'ready',
     lastHeartbeat: 0,
-    connectedAt: 0,
     sandboxes: new Map(),
     inflight: 0,
     bundles: new Set(),
     busyByRank: [],
     busy: 0,
-    waiting: 0,
-    preemptions: 0,
     send: (f) => {
       sent.push(f);
       return true;
@@ -70,15 +65,17 @@ describe('ChainCalls', () => {
         if (classes.get(cls).rank < throttledBelow) throw new BatonError('budget_exceeded', `namespace "${ns}": ${cls} calls are throttled`, { retryAfter: 30 });
       },
     };
+    // a single core owns every function: the chain call is settled and admitted where a client's is
+    const calls = new CoreCalls(0, 1, d, [undefined], new PortOutbox({ postMessage: () => undefined }), () => 0, { classes, admit: budgets.admit });
     chains = new ChainCalls({
       runningCallOn: (node, id) => d.runningCallOn(node, id),
-      classOf: (key) => d.functions.get(key)?.record.spec.priceClass,
-      invokeChild: (parent, key, req, reply) => {
-        const fn = d.functions.get(key);
-        if (fn !== undefined) d.invokeChild(parent, fn, { ...req, priceClass: req.priceClass ?? fn.record.spec.priceClass }, reply);
-      },
+      lacks: (key) => !d.functions.has(key),
+      invokeChild: (parent, key, req, reply) => calls.child(parent, key, req, reply),
       classes,
-      budgets, log: silentLogger(), maxInvokeBodyBytes: 100, maxDepth: 2 });
+      log: silentLogger(),
+      maxInvokeBodyBytes: 100,
+      maxDepth: 2,
+    });
     d.upsertFunction(record('parent', 'critical'));
     d.upsertFunction(record('cheap', 'batch'));
     d.upsertFunction(record('other', 'batch', 'elsewhere'));

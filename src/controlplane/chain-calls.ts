@@ -3,23 +3,21 @@ import type { Logger } from '../common/logger.js';
 import type { Call, InvocationResult, NodeState, RoutedRequest } from '../dataplane/types.js';
 import type { PriceClassSet } from '../policies/price-classes.js';
 import type { CallResultFrame, ChainCallFrame } from '../protocol/messages.js';
-import type { BudgetGate } from './budget-gate.js';
 import { DROP_REQUEST, responseOf } from './invoke-api.js';
 
 export interface ChainCallsOptions {
   /** The call running on this worker that a chain call names as its parent (Dispatcher.runningCallOn). */
   runningCallOn(node: NodeState, callId: string): Call | undefined;
-  /** A function's own class if this core owns it; undefined if it would but there is none; null if another core owns it. */
-  classOf(key: string): string | undefined | null;
+  /** This core owns the name and there is no such function (another core's functions it does not know). */
+  lacks(key: string): boolean;
   /**
    * Run the accepted call as `parent`'s child, here or on the core that owns
-   * the callee; `reply` once. An undefined class is settled by the owner:
-   * the higher of the parent's and the one asked for (or the callee's own).
+   * the callee, which settles its class (the higher of the parent's and the
+   * one asked for, else the callee's own) and admits it against the budget;
+   * `reply` once (CoreCalls.child).
    */
   invokeChild(parent: Call, key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): void;
   classes: PriceClassSet;
-  /** Monthly budgets: a chain call is admitted like a client's call, at the class it runs at. */
-  budgets: Pick<BudgetGate, 'admit'>;
   log: Logger;
   /** The invocation body limit, the same as for clients. */
   maxInvokeBodyBytes: number;
@@ -88,8 +86,7 @@ export class ChainCalls {
       });
     }
     const key = `${ns}/${name}`;
-    const own = this.o.classOf(key);
-    if (own === undefined) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
+    if (this.o.lacks(key)) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
     const headers = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(f.headers)) {
       const key = k.toLowerCase();
@@ -97,7 +94,7 @@ export class ChainCalls {
       if (UNSAFE_VALUE.test(v)) throw new BatonError('bad_request', `ctx.invoke("${name}"): header ${key} has a CR, LF or NUL in its value`);
       headers[key] = v;
     }
-    const asked = f.priceClass ?? headers['x-price-class'] ?? own ?? undefined;
+    const asked = f.priceClass ?? headers['x-price-class'];
     if (asked !== undefined && !this.o.classes.has(asked)) {
       throw new BatonError('bad_request', `ctx.invoke("${name}"): unknown price class "${asked}"; configured classes: ${this.o.classes.names().join(', ')}`);
     }
@@ -108,10 +105,7 @@ export class ChainCalls {
     const method = f.method.toUpperCase();
     if (!TOKEN.test(method) || FORBIDDEN_METHODS.has(method)) throw new BatonError('bad_request', `ctx.invoke("${name}"): method ${JSON.stringify(f.method)} cannot be used`);
     if (!f.path.startsWith('/')) throw new BatonError('bad_request', `ctx.invoke("${name}"): path must start with "/", got ${JSON.stringify(f.path.slice(0, 64))}`);
-    // no priority inversion: the callee runs at least at its caller's class (a callee of another core: settled there)
-    const priceClass = own === null ? asked : this.o.classes.effective([parent.req.priceClass, asked as string]).name;
-    if (priceClass !== undefined && own !== null) this.o.budgets.admit(ns, priceClass);
-    return { parent, key, req: { method, path: f.path, headers, body: f.body, priceClass } };
+    return { parent, key, req: { method, path: f.path, headers, body: f.body, priceClass: asked } };
   }
 }
 

@@ -370,15 +370,16 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         }
         const priceClass = m.priceClass ?? rec.spec.priceClass;
         try {
-          // (the core that took it admitted it only if it knew its class)
+          // an async call is admitted once, when it is accepted: its attempts are not refused for the budget
           budgets.admit(rec.namespace, priceClass);
         } catch (e) {
           answer(Promise.reject(e instanceof Error ? e : new Error(String(e))));
           return;
         }
-        const req = requestOf(m.req, priceClass);
+        const req = requestOf(m.req);
+        // its attempts measure their own queueing
         delete req.arrivedAt;
-        answer(asyncInvoker.accept(rec, req, m.callbackUrl));
+        answer(asyncInvoker.accept(rec, { ...req, priceClass }, m.callbackUrl));
         return;
       }
       default:

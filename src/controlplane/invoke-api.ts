@@ -8,11 +8,10 @@ import { Exchange, decodeSegment, readRequest, type RequestInfo } from './http-k
 /** Where the invocation routes send calls: the scheduler core's view of every function, and the ways to run one. */
 export interface InvokeRouter {
   /**
-   * A function's own price class if this scheduler core owns it; undefined
-   * if it would own it but there is no such function; null if another core
-   * owns it (that one knows whether it exists, and its class).
+   * This scheduler core owns the name and there is no such function. A
+   * function another core owns is not known here: that core answers 404.
    */
-  classOf(key: string): string | undefined | null;
+  lacks(key: string): boolean;
   /** Run a call (here, or on the core that owns the function); `reply` exactly once. Returns a cancel, for a caller that went away. */
   call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void;
   /** Store an async call durably; resolves with its id once it is. */
@@ -25,8 +24,6 @@ export interface InvokeDeps {
   log: Logger;
   priceClasses: readonly string[];
   maxInvokeBodyBytes: number;
-  /** Monthly budgets: throws 429 budget_exceeded when the namespace's calls of this class are throttled. */
-  budgets: { admit(namespace: string, priceClass: string): void };
 }
 
 /** Headers that describe the connection, not the message, or that carry our own credentials. */
@@ -57,7 +54,7 @@ function serverTiming(r: InvocationResult): string {
 interface Target {
   key: string;
   ns: string;
-  /** Undefined: another core owns the function and settles its class. */
+  /** Asked for with X-Price-Class; else the core that owns the function settles it (its own class). */
   priceClass: string | undefined;
   subPath: string;
   headers: Record<string, string>;
@@ -75,18 +72,15 @@ function resolveTarget(d: InvokeDeps, info: RequestInfo, who: Principal, prefix:
   if (name === '') throw new BatonError('bad_request', `missing function name: POST ${prefix}{name}`);
   if (ns !== who.namespace && !who.admin) throw new BatonError('forbidden', `this API key belongs to namespace "${who.namespace}" and cannot invoke functions of "${ns}"`);
   const key = `${ns}/${name}`;
-  const own = d.router.classOf(key);
-  if (own === undefined) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
+  if (d.router.lacks(key)) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
   const asked = info.headers['x-price-class'];
   if (asked !== undefined && !d.priceClasses.includes(asked)) {
     throw new BatonError('bad_request', `X-Price-Class: unknown price class "${asked}"; configured classes: ${d.priceClasses.join(', ')}`);
   }
-  // a function of another core: that core knows its class (and whether it exists), and admits the call
-  const priceClass = asked ?? own ?? undefined;
-  if (priceClass !== undefined) d.budgets.admit(ns, priceClass);
   const headers = Object.create(null) as Record<string, string>;
   for (const k in info.headers) if (!DROP_REQUEST.has(k)) headers[k] = info.headers[k] as string;
-  return { key, ns, priceClass, subPath, headers };
+  // the class is settled, and the call admitted against the budget, where the function lives (CoreCalls)
+  return { key, ns, priceClass: asked, subPath, headers };
 }
 
 function callbackUrlOf(info: RequestInfo): string | undefined {

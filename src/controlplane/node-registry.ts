@@ -128,7 +128,7 @@ export class NodeRegistry {
       node.status = 'joining';
     }
     this.bySlot.set(slot, node);
-    this.o.broadcast({ t: 'nodeJoined', slot, gen, id: node.id, name: node.name, runtime: node.runtime, memoryMb: node.memoryMb, session: node.session, connectedAt: this.abs() });
+    this.o.broadcast({ t: 'nodeJoined', slot, gen, id: node.id, name: node.name, memoryMb: node.memoryMb, session: node.session });
     return node;
   }
 
@@ -160,7 +160,7 @@ export class NodeRegistry {
     node.freeMemoryMb = f.freeMemoryMb;
     node.waiting = f.waiting ?? 0;
     node.preemptions = f.preemptions ?? 0;
-    if (node.slot >= 0) this.o.shared.report(node.slot, f.freeMemoryMb, node.waiting, node.preemptions, this.abs());
+    if (node.slot >= 0) this.o.shared.report(node.slot, f.freeMemoryMb, this.abs());
     // memory came back: sandboxes waiting for room may fit now
     if (freed && node.status === 'ready') this.o.broadcast({ t: 'retry' });
   }

@@ -29,20 +29,13 @@ function node(id: string, sent: ControlFrame[]): NodeState {
   return {
     id,
     name: id,
-    runtime: 'emulated',
-    cores: 2,
-    memoryMb: 1000,
-    freeMemoryMb: 1000,
     status: 'ready',
     lastHeartbeat: 0,
-    connectedAt: 0,
     sandboxes: new Map(),
     inflight: 0,
     bundles: new Set(),
     busyByRank: [],
     busy: 0,
-    waiting: 0,
-    preemptions: 0,
     send: (f) => {
       sent.push(f);
       return true;

@@ -11,17 +11,17 @@ import type { FunctionRuntime } from './function-runtime.js';
  */
 export type NodeStatus = 'joining' | 'ready' | 'draining' | 'disconnected' | 'dead';
 
-/** A worker as the control plane sees it. Lives in memory only. */
+/**
+ * A worker as a scheduler core's data plane sees it (NodeMirror); what the
+ * main thread knows of it from its control link is a WorkerNode
+ * (node-registry.ts), and what every core shares is its slot in SharedNodes.
+ */
 export interface NodeState {
   id: string;
   name: string;
-  runtime: 'process' | 'emulated';
-  cores: number;
-  memoryMb: number;
-  freeMemoryMb: number;
   status: NodeStatus;
+  /** When it last sent a heartbeat (monotonic ms of this thread). */
   lastHeartbeat: number;
-  connectedAt: number;
   /** Its sandboxes by id: the control plane's only index of sandboxes by id (every frame about one comes from its worker). */
   sandboxes: Map<string, SandboxState>;
   inflight: number;
@@ -35,9 +35,6 @@ export interface NodeState {
   busyByRank: number[];
   /** Σ busyByRank. */
   busy: number;
-  /** From its last heartbeat: calls held for a core, and preemptions so far. */
-  waiting: number;
-  preemptions: number;
   send(frame: ControlFrame): boolean;
 }
 

@@ -1,7 +1,7 @@
-import { BatonError, type WireError } from '../common/errors.js';
+import { asBatonError, BatonError, type WireError } from '../common/errors.js';
 import type { Dispatcher } from '../dataplane/dispatcher.js';
-import type { FunctionRuntime } from '../dataplane/function-runtime.js';
 import type { Call, InvocationRequest, InvocationResult, RoutedRequest } from '../dataplane/types.js';
+import type { PriceClassSet } from '../policies/price-classes.js';
 import { ownerCore } from '../protocol/shard.js';
 import type { CoreToCore, CoreToMain, WireRequest } from './core-messages.js';
 import type { PortOutbox } from './port-outbox.js';
@@ -20,25 +20,26 @@ export const toAbsolute = (localMs: number): number => performance.timeOrigin + 
 export const toLocal = (absoluteMs: number): number => absoluteMs - performance.timeOrigin;
 
 export function wireOf(req: RoutedRequest, now: number): WireRequest {
-  const w: WireRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body, priceClass: req.priceClass, admitted: req.priceClass !== undefined, arrivedAt: toAbsolute(req.arrivedAt ?? now) };
+  const w: WireRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body, priceClass: req.priceClass, arrivedAt: toAbsolute(req.arrivedAt ?? now) };
   if (req.parentId !== undefined) w.parentId = req.parentId;
   if (req.depth !== undefined) w.depth = req.depth;
   return w;
 }
 
-/** A routed request whose class is settled: the one it carries, else `own` (the function's). */
-function settled(req: RoutedRequest, own: string): InvocationRequest {
-  if (req.priceClass === undefined) req.priceClass = own;
-  return req as InvocationRequest;
-}
-
-/** The request a call handed over from another thread runs as, at its settled class. */
-export function requestOf(w: WireRequest, priceClass: string, async = false): InvocationRequest {
-  const req: InvocationRequest = { method: w.method, path: w.path, headers: w.headers, body: w.body, priceClass, arrivedAt: toLocal(w.arrivedAt) };
+/** The request a call handed over from another thread runs as (its class not settled yet, unless it carries one). */
+export function requestOf(w: WireRequest, async = false): RoutedRequest {
+  const req: RoutedRequest = { method: w.method, path: w.path, headers: w.headers, body: w.body, priceClass: w.priceClass, arrivedAt: toLocal(w.arrivedAt) };
   if (w.parentId !== undefined) req.parentId = w.parentId;
   if (w.depth !== undefined) req.depth = w.depth;
   if (async) req.async = true;
   return req;
+}
+
+/** How the core that owns a function admits its calls. */
+export interface Admission {
+  classes: PriceClassSet;
+  /** Throws budget_exceeded when the namespace's calls of this class are throttled now (ThrottleTable). */
+  admit(namespace: string, priceClass: string): void;
 }
 
 /**
@@ -50,6 +51,11 @@ export function requestOf(w: WireRequest, priceClass: string, async = false): In
  * forwarding side keeps the reply until the owner's `done` (or a cancel), the
  * owner keeps the call until it is answered. The main thread hands async
  * attempts to owners the same way.
+ *
+ * Wherever a call came from — a client of this core or of another, a chain
+ * call, an async attempt — the owner settles its class and admits it against
+ * the budget in one place (`start`): the one asked for, else the function's
+ * own; a chain call at least its parent's.
  */
 export class CoreCalls {
   /** Replies of calls this core sent to an owner, by request id. */
@@ -65,13 +71,7 @@ export class CoreCalls {
     private readonly peers: readonly (PortOutbox<CoreToCore> | undefined)[],
     private readonly toMain: PortOutbox<CoreToMain>,
     private readonly now: () => number,
-    /**
-     * The class a call handed over from another core runs at, settled here
-     * (the function's own, or the higher of its parent's and the one asked
-     * for) and admitted against the budget if the other core could not;
-     * throws the refusal (budget_exceeded).
-     */
-    private readonly settle: (fn: FunctionRuntime, w: WireRequest) => string,
+    private readonly admission: Admission,
     /** A call was handed to its owner (for metrics). */
     private readonly onHandOver: () => void = () => undefined,
   ) {}
@@ -80,36 +80,43 @@ export class CoreCalls {
     return ownerCore(key, this.cores) === this.index;
   }
 
-  /** Run a call on this core (it owns the function); an unsettled class is the function's own. Returns a cancel. */
-  runHere(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void, id?: string): { call: Call | undefined; cancel: () => void } {
+  /**
+   * Start a call of a function this core owns: its class settled (the one
+   * asked for, else the function's own; a chain call at least its parent's),
+   * admitted against the budget unless it was when accepted (an async
+   * attempt), then run — as `parent`'s child if there is one here. Refusals
+   * are answered through `reply`. Undefined when no call was started.
+   */
+  private start(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void, o: { id?: string; parent?: Call; parentClass?: string | undefined; admit: boolean }): Call | undefined {
     const fn = this.dispatcher.functions.get(key);
-    if (fn === undefined) {
-      const [ns, name] = key.split('/');
-      reply(errorResult(new BatonError('not_found', `function "${name ?? key}" not found in namespace "${ns ?? ''}"`), id));
-      return { call: undefined, cancel: () => undefined };
-    }
-    const call = this.dispatcher.invoke(fn, settled(req, fn.record.spec.priceClass), reply, id);
-    return { call, cancel: () => this.dispatcher.cancel(call) };
-  }
-
-  /** A call another thread handed over: its class settled (and admitted) here, then run. */
-  private runHandedOver(key: string, w: WireRequest, reply: (r: InvocationResult) => void, id?: string): Call | undefined {
-    const fn = this.dispatcher.functions.get(key);
-    if (fn === undefined) return this.runHere(key, requestOf(w, ''), reply, id).call;
-    let priceClass: string;
     try {
-      priceClass = this.settle(fn, w);
+      if (fn === undefined) {
+        const [ns, name] = key.split('/');
+        throw new BatonError('not_found', `function "${name ?? key}" not found in namespace "${ns ?? ''}"`);
+      }
+      const own = fn.record.spec.priceClass;
+      const parentClass = o.parentClass ?? o.parent?.req.priceClass;
+      // no priority inversion: a chain call runs at least at its caller's class
+      const cls = parentClass === undefined ? (req.priceClass ?? own) : this.admission.classes.effective([parentClass, req.priceClass ?? own]).name;
+      if (o.admit) this.admission.admit(fn.record.namespace, cls);
+      req.priceClass = cls;
+      const settled = req as InvocationRequest;
+      return o.parent === undefined ? this.dispatcher.invoke(fn, settled, reply, o.id) : this.dispatcher.invokeChild(o.parent, fn, settled, reply);
     } catch (e) {
-      reply(errorResult(e instanceof BatonError ? e : new BatonError('internal', String(e)), id));
+      reply(errorResult(asBatonError(e), o.id));
       return undefined;
     }
-    return this.dispatcher.invoke(fn, requestOf(w, priceClass, id !== undefined), reply, id);
   }
 
   /** Run a call wherever its function lives; `reply` once. Returns a cancel (the caller went away). */
   call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void {
     const owner = ownerCore(key, this.cores);
-    if (owner === this.index) return this.runHere(key, req, reply).cancel;
+    if (owner === this.index) {
+      const call = this.start(key, req, reply, { admit: true });
+      return () => {
+        if (call !== undefined) this.dispatcher.cancel(call);
+      };
+    }
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
     const rid = this.rid();
     this.onHandOver();
@@ -124,9 +131,7 @@ export class CoreCalls {
   child(parent: Call, key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): void {
     const owner = ownerCore(key, this.cores);
     if (owner === this.index) {
-      const fn = this.dispatcher.functions.get(key);
-      if (fn === undefined) reply(errorResult(new BatonError('not_found', `ctx.invoke: function ${key} no longer exists`)));
-      else this.dispatcher.invokeChild(parent, fn, settled(req, fn.record.spec.priceClass), reply);
+      this.start(key, req, reply, { parent, admit: true });
       return;
     }
     const peer = this.peers[owner] as PortOutbox<CoreToCore>;
@@ -142,7 +147,6 @@ export class CoreCalls {
     const w = wireOf(req, this.now());
     // the owner settles the class (at least the parent's) and admits it
     w.parentClass = parent.req.priceClass;
-    w.admitted = false;
     peer.send({ t: 'call', rid, key, req: w });
   }
 
@@ -152,10 +156,15 @@ export class CoreCalls {
       case 'call': {
         const peer = this.peers[from] as PortOutbox<CoreToCore>;
         const tag = `${from}:${m.rid}`;
-        const call = this.runHandedOver(m.key, m.req, (result) => {
-          this.serving.delete(tag);
-          peer.send({ t: 'done', rid: m.rid, result });
-        });
+        const call = this.start(
+          m.key,
+          requestOf(m.req),
+          (result) => {
+            this.serving.delete(tag);
+            peer.send({ t: 'done', rid: m.rid, result });
+          },
+          { parentClass: m.req.parentClass, admit: true },
+        );
         if (call !== undefined && !call.done) this.serving.set(tag, call);
         return;
       }
@@ -180,14 +189,15 @@ export class CoreCalls {
   /** An async call's attempt, from the main thread. */
   fromMain(rid: number, key: string, id: string, w: WireRequest): void {
     const tag = `m:${rid}`;
-    const call = this.runHandedOver(
+    // admitted when it was accepted: its retries are not refused for the budget
+    const call = this.start(
       key,
-      w,
+      requestOf(w, true),
       (result) => {
         this.serving.delete(tag);
         this.toMain.send({ t: 'done', rid, result });
       },
-      id,
+      { id, admit: false },
     );
     if (call !== undefined && !call.done) this.serving.set(tag, call);
   }

@@ -54,13 +54,10 @@ export interface WireRequest {
   headers: Record<string, string>;
   body: Uint8Array;
   /**
-   * The class it runs at, when the core that took it could settle it (and
-   * then admitted it against the budget: `admitted`); else what was asked for
-   * with X-Price-Class or ctx.invoke's option, if anything, and the owner
-   * settles it from the function's own class.
+   * Asked for with X-Price-Class or ctx.invoke's option (an async attempt:
+   * its class); the owner settles the class it runs at and admits it.
    */
   priceClass?: string | undefined;
-  admitted?: boolean | undefined;
   /** Absolute arrival time. */
   arrivedAt: number;
   /** A chain call: the call it was made from, its depth, and the class it runs at least at. */
@@ -138,7 +135,7 @@ export interface ThrottleEntry {
 export type MainToCore =
   | { t: 'functions'; records: FunctionRecord[] }
   | { t: 'functionRemoved'; key: string }
-  | { t: 'nodeJoined'; slot: number; gen: number; id: string; name: string; runtime: 'process' | 'emulated'; memoryMb: number; session: string; connectedAt: number }
+  | { t: 'nodeJoined'; slot: number; gen: number; id: string; name: string; memoryMb: number; session: string }
   | { t: 'nodeReady'; slot: number }
   | { t: 'nodeDraining'; slot: number }
   | { t: 'nodeLost'; slot: number; reason: string }

@@ -6,7 +6,7 @@ import type { SharedNodes } from './shared-nodes.js';
  * A worker as one scheduler core sees it: the sandboxes this core runs there
  * and the core's data link to it (`send`), over the worker's slot in the
  * shared node table, which holds what every core shares (cores, free memory,
- * last heartbeat — written by the main thread from the control link).
+ * busy cores by class, last heartbeat).
  * `busy`/`busyByRank` count this core's own sandboxes; the cluster-wide
  * counts are in the shared table (placement reads those).
  */
@@ -28,31 +28,10 @@ export class NodeMirror implements NodeState {
     readonly gen: number,
     readonly id: string,
     readonly name: string,
-    readonly runtime: 'process' | 'emulated',
+    /** Memory it offers its sandboxes (placement's view; what is free now is in the shared table). */
     readonly memoryMb: number,
     readonly session: string,
-    readonly connectedAt: number,
   ) {}
-
-  get cores(): number {
-    return this.shared.cores(this.slot);
-  }
-
-  get freeMemoryMb(): number {
-    return this.shared.freeMemoryMb(this.slot);
-  }
-
-  set freeMemoryMb(_v: number) {
-    // placement takes memory in the shared table (SharedNodes.takeMemory); a local write would be lost
-  }
-
-  get waiting(): number {
-    return this.shared.waiting(this.slot);
-  }
-
-  get preemptions(): number {
-    return this.shared.preemptions(this.slot);
-  }
 
   /** On this thread's clock (performance.now()), like every monotonic time here. */
   get lastHeartbeat(): number {

@@ -144,22 +144,15 @@ export class SchedulerCore implements InvokeRouter {
       this.peers,
       this.toMain,
       () => performance.now(),
-      (fn, w) => {
-        const own = fn.record.spec.priceClass;
-        // a chain call runs at least at its parent's class
-        const cls = w.parentClass === undefined ? (w.priceClass ?? own) : this.classes.effective([w.parentClass, w.priceClass ?? own]).name;
-        if (w.admitted !== true) this.throttle.admit(fn.record.namespace, cls);
-        return cls;
-      },
+      { classes: this.classes, admit: (ns, cls) => this.throttle.admit(ns, cls) },
       () => this.metrics.handedOver.inc(),
     );
     this.autoscaler = new AutoscalerLoop(this.dispatcher, clock, init.autoscalerTickMs);
     this.chains = new ChainCalls({
       runningCallOn: (node, id) => this.dispatcher.runningCallOn(node, id),
-      classOf: (key) => this.classOf(key),
+      lacks: (key) => this.lacks(key),
       invokeChild: (parent, key, req, reply) => this.calls.child(parent, key, req, reply),
       classes: this.classes,
-      budgets: this.throttle,
       log: log.child({ component: 'chains' }),
       maxInvokeBodyBytes: init.maxInvokeBodyBytes,
       maxDepth: init.maxCallDepth,
@@ -179,7 +172,7 @@ export class SchedulerCore implements InvokeRouter {
     this.forwarder = new HttpForwarder({ host: '127.0.0.1', port: init.internalPort, maxBodyBytes: init.maxManagementBodyBytes, log: log.child({ component: 'forward' }) });
     this.app = uws.App();
     this.mountControlRelay();
-    mountInvokeApi(this.app, { auth: this.auth, router: this, log, priceClasses: this.classes.names(), maxInvokeBodyBytes: init.maxInvokeBodyBytes, budgets: this.throttle });
+    mountInvokeApi(this.app, { auth: this.auth, router: this, log, priceClasses: this.classes.names(), maxInvokeBodyBytes: init.maxInvokeBodyBytes });
     for (const method of ['get', 'head'] as const) {
       const head = method === 'head';
       this.app[method]('/healthz', (res) => new Exchange(res, head).json(200, { status: 'ok' }));
@@ -208,14 +201,12 @@ export class SchedulerCore implements InvokeRouter {
   // ------------------------------------------------------------ InvokeRouter
 
   /**
-   * What this core knows of a function: its own class if it owns it,
-   * undefined if it would own it but there is none, null if another core owns
-   * it. A core keeps no record of other cores' functions (it cost 77 B per
-   * function per core): the owner settles those calls' class and admission.
+   * This core would own the function and has none by that name. A core keeps
+   * no record of other cores' functions (it cost 77 B per function per core):
+   * their owners answer for them.
    */
-  classOf(key: string): string | undefined | null {
-    if (!this.calls.owns(key)) return null;
-    return this.dispatcher.functions.get(key)?.record.spec.priceClass;
+  lacks(key: string): boolean {
+    return this.calls.owns(key) && !this.dispatcher.functions.has(key);
   }
 
   call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void {
@@ -253,7 +244,7 @@ export class SchedulerCore implements InvokeRouter {
         if (this.calls.owns(m.key)) this.dispatcher.removeFunction(m.key);
         return;
       case 'nodeJoined': {
-        const n = new NodeMirror(this.shared, m.slot, m.gen, m.id, m.name, m.runtime, m.memoryMb, m.session, m.connectedAt - performance.timeOrigin);
+        const n = new NodeMirror(this.shared, m.slot, m.gen, m.id, m.name, m.memoryMb, m.session);
         this.mirrors.set(m.slot, n);
         this.bySession.set(m.session, n);
         this.links.nodeAnnounced(m.session);
@@ -372,18 +363,16 @@ export class SchedulerCore implements InvokeRouter {
         return out;
       }
       case 'status': {
-        let functions = 0;
         let sandboxes = 0;
         let inflight = 0;
         let queued = 0;
         for (const fn of d.functions.values()) {
           if (q.namespace !== undefined && fn.record.namespace !== q.namespace) continue;
-          functions++;
           sandboxes += fn.sandboxes.size;
           inflight += fn.inflight;
           queued += fn.queued;
         }
-        return { functions, sandboxes, inflight, queued };
+        return { sandboxes, inflight, queued };
       }
       case 'metrics': {
         const names = this.classes.names();

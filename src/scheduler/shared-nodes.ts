@@ -13,8 +13,8 @@
  * slots share a cache line, and a Float64 array of heartbeat times after them.
  *
  *   header  magic, version, slots, ranks, ready slots
- *   slot    state, generation, cores, free memory (MB), busy, waiting,
- *           preemptions, busy of rank 0 … ranks-1
+ *   slot    state, generation, cores, free memory (MB), busy, busy of rank
+ *           0 … ranks-1
  *
  * state: 0 free, 1 joining (links being opened), 2 ready, 3 draining, 4 gone.
  * Counts written by several threads change with Atomics.add; memory is taken
@@ -36,9 +36,7 @@ const F_GEN = 1;
 const F_CORES = 2;
 const F_FREE_MB = 3;
 const F_BUSY = 4;
-const F_WAITING = 5;
-const F_PREEMPTIONS = 6;
-const F_RANKS = 7;
+const F_RANKS = 5;
 /** Price classes a slot line has room for. */
 export const MAX_RANKS = LINE - F_RANKS;
 
@@ -107,11 +105,9 @@ export class SharedNodes {
     if (before !== SlotState.ready && state === SlotState.ready) Atomics.add(this.a, H_READY, 1);
   }
 
-  /** A heartbeat: free memory, calls held for a core, preemptions so far, and when (absolute ms). */
-  report(slot: number, freeMemoryMb: number, waiting: number, preemptions: number, now: number): void {
+  /** A heartbeat: the worker's free memory, and when it came (absolute ms). */
+  report(slot: number, freeMemoryMb: number, now: number): void {
     Atomics.store(this.a, this.at(slot, F_FREE_MB), Math.max(0, Math.min(2 ** 31 - 1, Math.floor(freeMemoryMb))));
-    Atomics.store(this.a, this.at(slot, F_WAITING), waiting);
-    Atomics.store(this.a, this.at(slot, F_PREEMPTIONS), preemptions);
     this.beats[slot] = now;
   }
 
@@ -140,14 +136,6 @@ export class SharedNodes {
 
   freeMemoryMb(slot: number): number {
     return Atomics.load(this.a, this.at(slot, F_FREE_MB));
-  }
-
-  waiting(slot: number): number {
-    return this.a[this.at(slot, F_WAITING)] as number;
-  }
-
-  preemptions(slot: number): number {
-    return this.a[this.at(slot, F_PREEMPTIONS)] as number;
   }
 
   /** When the worker last sent a heartbeat, absolute ms (performance.timeOrigin + now()). */
