@@ -69,7 +69,6 @@ describe('ChainCalls', () => {
     const calls = new CoreCalls(0, 1, d, [undefined], new PortOutbox({ postMessage: () => undefined }), () => 0, { classes, admit: budgets.admit });
     chains = new ChainCalls({
       runningCallOn: (node, id) => d.runningCallOn(node, id),
-      lacks: (key) => !d.functions.has(key),
       invokeChild: (parent, key, req, reply) => calls.child(parent, key, req, reply),
       classes,
       log: silentLogger(),

@@ -8,11 +8,9 @@ import { DROP_REQUEST, responseOf } from './invoke-api.js';
 export interface ChainCallsOptions {
   /** The call running on this worker that a chain call names as its parent (Dispatcher.runningCallOn). */
   runningCallOn(node: NodeState, callId: string): Call | undefined;
-  /** This core owns the name and there is no such function (another core's functions it does not know). */
-  lacks(key: string): boolean;
   /**
    * Run the accepted call as `parent`'s child, here or on the core that owns
-   * the callee, which settles its class (the higher of the parent's and the
+   * the callee, which answers 404 if there is none, settles its class (the higher of the parent's and the
    * one asked for, else the callee's own) and admits it against the budget;
    * `reply` once (CoreCalls.child).
    */
@@ -86,7 +84,6 @@ export class ChainCalls {
       });
     }
     const key = `${ns}/${name}`;
-    if (this.o.lacks(key)) throw new BatonError('not_found', `ctx.invoke("${name}"): function "${name}" not found in namespace "${ns}"`);
     const headers = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(f.headers)) {
       const key = k.toLowerCase();

@@ -7,11 +7,6 @@ import { Exchange, decodeSegment, readRequest, type RequestInfo } from './http-k
 
 /** Where the invocation routes send calls: the scheduler core's view of every function, and the ways to run one. */
 export interface InvokeRouter {
-  /**
-   * This scheduler core owns the name and there is no such function. A
-   * function another core owns is not known here: that core answers 404.
-   */
-  lacks(key: string): boolean;
   /** Run a call (here, or on the core that owns the function); `reply` exactly once. Returns a cancel, for a caller that went away. */
   call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void;
   /** Store an async call durably; resolves with its id once it is. */
@@ -72,14 +67,13 @@ function resolveTarget(d: InvokeDeps, info: RequestInfo, who: Principal, prefix:
   if (name === '') throw new BatonError('bad_request', `missing function name: POST ${prefix}{name}`);
   if (ns !== who.namespace && !who.admin) throw new BatonError('forbidden', `this API key belongs to namespace "${who.namespace}" and cannot invoke functions of "${ns}"`);
   const key = `${ns}/${name}`;
-  if (d.router.lacks(key)) throw new BatonError('not_found', `function "${name}" not found in namespace "${ns}"`);
   const asked = info.headers['x-price-class'];
   if (asked !== undefined && !d.priceClasses.includes(asked)) {
     throw new BatonError('bad_request', `X-Price-Class: unknown price class "${asked}"; configured classes: ${d.priceClasses.join(', ')}`);
   }
   const headers = Object.create(null) as Record<string, string>;
   for (const k in info.headers) if (!DROP_REQUEST.has(k)) headers[k] = info.headers[k] as string;
-  // the class is settled, and the call admitted against the budget, where the function lives (CoreCalls)
+  // the core that owns the function answers 404 if there is none, settles the class and admits the call (CoreCalls)
   return { key, ns, priceClass: asked, subPath, headers };
 }
 

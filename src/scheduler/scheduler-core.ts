@@ -150,7 +150,6 @@ export class SchedulerCore implements InvokeRouter {
     this.autoscaler = new AutoscalerLoop(this.dispatcher, clock, init.autoscalerTickMs);
     this.chains = new ChainCalls({
       runningCallOn: (node, id) => this.dispatcher.runningCallOn(node, id),
-      lacks: (key) => this.lacks(key),
       invokeChild: (parent, key, req, reply) => this.calls.child(parent, key, req, reply),
       classes: this.classes,
       log: log.child({ component: 'chains' }),
@@ -199,15 +198,6 @@ export class SchedulerCore implements InvokeRouter {
   }
 
   // ------------------------------------------------------------ InvokeRouter
-
-  /**
-   * This core would own the function and has none by that name. A core keeps
-   * no record of other cores' functions (it cost 77 B per function per core):
-   * their owners answer for them.
-   */
-  lacks(key: string): boolean {
-    return this.calls.owns(key) && !this.dispatcher.functions.has(key);
-  }
 
   call(key: string, req: RoutedRequest, reply: (r: InvocationResult) => void): () => void {
     return this.calls.call(key, req, reply);
